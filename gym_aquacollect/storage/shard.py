@@ -21,6 +21,7 @@ shard is committed continues in the next shard as another segment.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,61 @@ def compression_kwargs(compression: Any) -> dict[str, Any]:
     )
 
 
+class _GuardedFile(io.RawIOBase):
+    """The file object HDF5 writes a shard through (h5py's ``fileobj`` driver).
+
+    HDF5 cannot recover from a failed write (disk full, file size limit, EIO): after one, closing the
+    file or freeing its datasets crashes the process (SIGSEGV in ``H5D_close``, HDF5 2.0 / h5py 3.16).
+    So a failed write is *not* reported to HDF5: it is stored in :attr:`error` and every later write is
+    discarded, HDF5 closes the (now useless) file cleanly, and :class:`ShardWriter` raises the error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.f = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by ShardWriter
+        self.error: OSError | None = None
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def readinto(self, b: Any) -> int:
+        return self.f.readinto(b)
+
+    def write(self, b: Any) -> int:
+        if self.error is None:
+            try:
+                return self.f.write(b)
+            except OSError as e:
+                self.error = e
+        return len(memoryview(b))
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self.f.truncate(size)
+            except OSError as e:
+                self.error = e
+        return 0 if size is None else size
+
+    def flush(self) -> None:
+        pass
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def close_file(self) -> None:
+        self.f.close()
+
+
 def _h5_dtype(dtype: np.dtype) -> Any:
     return STR_H5 if dtype == np.dtype(object) else dtype
 
@@ -65,7 +121,8 @@ class ShardWriter:
     def __init__(self, path: Path, compression: Any = None, *, attrs: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._ckw = compression_kwargs(compression)
-        self.file = h5py.File(self.path, "w", rdcc_nbytes=32 << 20, rdcc_nslots=10007)
+        self._raw = _GuardedFile(self.path)
+        self.file = h5py.File(self._raw, "w", rdcc_nbytes=32 << 20, rdcc_nslots=10007)
         for k, v in (attrs or {}).items():
             self.file.attrs[k] = v
         self.rows = {"obs": 0, "step": 0}
@@ -110,8 +167,14 @@ class ShardWriter:
                 data = arr[:n]
                 ds[start:end] = data
                 self.nbytes += data.nbytes if data.dtype.kind != 'O' else 16 * n
+            self._raise_write_error()
         self.rows[kind] = end
         return start
+
+    def _raise_write_error(self) -> None:
+        e = self._raw.error
+        if e is not None:
+            raise OSError(e.errno, f"writing shard {self.path} failed: {e.strerror}") from e
 
     def add_segment(self, key: int, obs_start: int, obs_n: int, step_start: int, step_n: int) -> None:
         last = self.segments[-1] if self.segments else None
@@ -147,13 +210,18 @@ class ShardWriter:
         f.attrs["n_step_rows"] = self.rows["step"]
         f.flush()
         f.close()
+        self._raw.close_file()
+        self._raise_write_error()
 
     def abort(self) -> None:
         """Close without finishing (the file is then not part of the dataset)."""
+        if self._raw.error is None:
+            self._raw.error = OSError(0, "aborted")  # discard whatever HDF5 still writes
         try:
             self.file.close()
         except Exception:  # noqa: BLE001 - the file is discarded anyway
             pass
+        self._raw.close_file()
 
 
 class ShardReader:

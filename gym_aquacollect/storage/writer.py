@@ -267,9 +267,18 @@ class DatasetWriter:
     def _commit(self, final: bool = False) -> None:
         shard, self._shard = self._shard, None
         if shard is not None:
-            shard.close()
-            with open(shard.path, "rb+") as f:
-                os.fsync(f.fileno())
+            try:
+                shard.close()
+                with open(shard.path, "rb+") as f:
+                    os.fsync(f.fileno())
+            except BaseException:
+                # e.g. disk full / file size limit while finishing the shard: leave no half-written file
+                shard.abort()
+                try:
+                    shard.path.unlink()
+                except OSError:
+                    pass
+                raise
             size = shard.path.stat().st_size
             rec = ShardRecord(
                 file=f"{SHARD_DIR}/{shard.path.name}", n_obs_rows=shard.rows["obs"], n_step_rows=shard.rows["step"],
