@@ -7,6 +7,8 @@ Contents:
     * :class:`ShardRecord` and :class:`Manifest` - what one writer has committed.
     * :func:`read_dataset_dir` - the metadata plus every writer's committed shards.
     * :func:`file_checksum` - the CRC32 stored for each finished shard.
+    * :func:`json_checksum` - the CRC32 each JSON file (metadata, manifests) stores of its own content,
+      so corrupt bytes that still parse as JSON are detected too.
 
 A dataset is a directory::
 
@@ -29,6 +31,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ __all__ = [
     "Manifest",
     "read_dataset_dir",
     "file_checksum",
+    "json_checksum",
     "new_writer_id",
     "is_dataset_dir",
 ]
@@ -53,6 +57,8 @@ MANIFEST_DIR = "manifests"
 SHARD_DIR = "shards"
 FORMAT_NAME = "gym_aquacollect"
 FORMAT_VERSION = 1
+#: Key under which a JSON file stores the CRC32 of the rest of its content.
+SELF_CHECKSUM_KEY = "crc32"
 
 
 class DatasetFormatError(OSError):
@@ -78,6 +84,8 @@ def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
     With ``exclusive=True`` the file is only created if absent (``os.link``); returns False if it existed.
     """
     path = Path(path)
+    if isinstance(obj, dict):
+        obj = {**{k: v for k, v in obj.items() if k != SELF_CHECKSUM_KEY}, SELF_CHECKSUM_KEY: json_checksum(obj)}
     data = json.dumps(obj, indent=1, sort_keys=False, allow_nan=True).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -102,10 +110,18 @@ def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
     return True
 
 
+def json_checksum(obj: dict[str, Any]) -> str:
+    """``"crc32:<hex>"`` of a dict's canonical JSON, leaving out its own checksum key."""
+    body = {k: v for k, v in obj.items() if k != SELF_CHECKSUM_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return f"crc32:{zlib.crc32(text.encode()):08x}"
+
+
 def _read_json(path: Path) -> Any:
+    """Parse a JSON file of the dataset and check its self-checksum (when it has one; then drop it)."""
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            obj = json.loads(f.read())
     except FileNotFoundError:
         raise
     except (ValueError, UnicodeDecodeError) as e:
@@ -113,6 +129,14 @@ def _read_json(path: Path) -> Any:
             f"{path}: not valid JSON ({e}). The file is corrupt; restore it from a copy, or delete it if it is "
             "a manifest (its shards are then ignored)."
         ) from None
+    if isinstance(obj, dict) and SELF_CHECKSUM_KEY in obj:
+        stored = obj.pop(SELF_CHECKSUM_KEY)
+        if stored != json_checksum(obj):
+            raise DatasetFormatError(
+                f"{path}: checksum mismatch (stored {stored}, content gives {json_checksum(obj)}): the file is "
+                "corrupt. Restore it from a copy, or delete it if it is a manifest (its shards are then ignored)."
+            )
+    return obj
 
 
 def file_checksum(path: Path | str, chunk: int = 8 << 20) -> str:
@@ -216,8 +240,14 @@ class Manifest:
             raise DatasetFormatError(f"{path}: manifest is malformed ({e!r}); delete it to drop its shards") from None
 
 
-def read_dataset_dir(path: Path | str) -> tuple[dict[str, Any], list[Manifest]]:
-    """The metadata and all manifests (sorted by writer id, i.e. start time) of a dataset directory."""
+def read_dataset_dir(
+    path: Path | str, on_bad_manifest: Callable[[Path, DatasetFormatError], None] | None = None
+) -> tuple[dict[str, Any], list[Manifest]]:
+    """The metadata and all manifests (sorted by writer id, i.e. start time) of a dataset directory.
+
+    A corrupt manifest raises :class:`DatasetFormatError`, or, with ``on_bad_manifest``, is passed to it and
+    left out (its shards are then not part of what is returned).
+    """
     path = Path(path)
     meta_path = path / METADATA_FILE
     if not meta_path.is_file():
@@ -234,5 +264,10 @@ def read_dataset_dir(path: Path | str) -> tuple[dict[str, Any], list[Manifest]]:
     mdir = path / MANIFEST_DIR
     if mdir.is_dir():
         for p in sorted(mdir.glob("*.json")):
-            manifests.append(Manifest.load(p))
+            try:
+                manifests.append(Manifest.load(p))
+            except DatasetFormatError as e:
+                if on_bad_manifest is None:
+                    raise
+                on_bad_manifest(p, e)
     return meta, manifests

@@ -238,6 +238,10 @@ class DatasetWriter:
 
     def write_block(self, block: Block) -> None:
         """Write a block into the open shard (writer thread only; callables submitted may call it)."""
+        if not (block.n_obs or block.n_step or block.pieces or block.ends):
+            if block.on_written is not None:  # nothing to store: do not open (and commit) an empty shard
+                block.on_written()
+            return
         shard = self._open_shard()
         obs0 = shard.append("obs", block.obs, block.n_obs)
         step0 = shard.append("step", block.step, block.n_step)
