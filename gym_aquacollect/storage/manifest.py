@@ -129,6 +129,13 @@ def _read_json(path: Path) -> Any:
             f"{path}: not valid JSON ({e}). The file is corrupt; restore it from a copy, or delete it if it is "
             "a manifest (its shards are then ignored)."
         ) from None
+    if isinstance(obj, dict) and SELF_CHECKSUM_KEY not in obj and obj:
+        last_key, last = next(reversed(obj.items()))
+        if isinstance(last, str) and last.startswith("crc32:"):  # the checksum is always written last
+            raise DatasetFormatError(
+                f"{path}: the checksum key is damaged ({last_key!r} instead of {SELF_CHECKSUM_KEY!r}): the file is "
+                "corrupt. Restore it from a copy, or delete it if it is a manifest (its shards are then ignored)."
+            )
     if isinstance(obj, dict) and SELF_CHECKSUM_KEY in obj:
         stored = obj.pop(SELF_CHECKSUM_KEY)
         if stored != json_checksum(obj):
