@@ -36,9 +36,10 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from loguru import logger
 
 from .spaces import SpaceCodec, deserialize_space
-from .storage.manifest import DatasetFormatError, is_dataset_dir, read_dataset_dir
+from .storage.manifest import DatasetFormatError, file_checksum, is_dataset_dir, read_dataset_dir
 from .storage.shard import ShardReader
 
 __all__ = ["load_dataset", "Dataset", "Episode", "episode_statistics", "register_loader", "DatasetFormatError"]
@@ -204,11 +205,21 @@ class Dataset:
         path: the dataset directory.
         include_partial: also list episodes that never ended because their writer died (crash
             recovery); they end truncated and their metadata says ``interrupted: "crash"``.
+        skip_corrupt: recovery mode for a damaged dataset: each shard's CRC32 is checked when it is
+            first opened, and corrupt or missing shards and manifests are left out (logged by name,
+            listed in :attr:`skipped`) with the episodes that had rows in them, instead of raising
+            :class:`DatasetFormatError`.
+
+    A Dataset can be pickled (sent to another process, a Ray task or a spawned DataLoader worker): the
+    copy reopens the shard files itself, as does a Dataset used in a forked child.
     """
 
-    def __init__(self, path: str | os.PathLike, *, include_partial: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, include_partial: bool = False, skip_corrupt: bool = False) -> None:
         self.path = Path(path)
         self.include_partial = include_partial
+        self.skip_corrupt = skip_corrupt
+        #: files left out in ``skip_corrupt`` mode: relative path -> why
+        self.skipped: dict[str, str] = {}
         self._readers: list[ShardReader] = []
         self._reader_index: dict[str, int] = {}
         self._pid = os.getpid()
@@ -218,7 +229,7 @@ class Dataset:
     # -- loading ---------------------------------------------------------------------------------------
     def refresh(self) -> Dataset:
         """Re-read the manifests and pick up shards committed since (read while writing)."""
-        meta, manifests = read_dataset_dir(self.path)
+        meta, manifests = read_dataset_dir(self.path, self._skip_manifest if self.skip_corrupt else None)
         self.metadata: dict[str, Any] = meta
         self.observation_space: spaces.Space = deserialize_space(meta["observation_space"])
         self.action_space: spaces.Space = deserialize_space(meta["action_space"])
@@ -232,15 +243,28 @@ class Dataset:
         partial: list[_Ref] = []
         for m in manifests:
             open_segs: dict[int, list[tuple[int, int, int, int, int]]] = {}
+            broken = False
             for rec in m.shards:
-                si = self._reader(rec.file)
+                si = self._reader(rec)
+                if si is None:  # skipped (skip_corrupt): episodes with rows in it are incomplete
+                    open_segs.clear()
+                    broken = True
+                    continue
                 r = self._readers[si]
                 for key, o0, on, s0, sn in r.segments.tolist():
                     open_segs.setdefault(key, []).append((si, o0, on, s0, sn))
                 for row, key in enumerate(r.episode_key.tolist()):
                     segs = open_segs.pop(key, [])
-                    refs.append(_Ref(segs, int(r.episode_length[row]), float(r.episode_return[row]),
-                                     int(r.episode_flags[row]), (si, row)))
+                    length = int(r.episode_length[row])
+                    if sum(sg[4] for sg in segs) != length:
+                        if broken:
+                            continue  # it began in a skipped shard
+                        raise DatasetFormatError(
+                            f"{r.path}: episode {key} of writer {m.writer_id} ends here with length {length} but "
+                            f"its segments hold {sum(sg[4] for sg in segs)} steps: a manifest lost shard entries. "
+                            "Run `aquacollect validate`, or load with skip_corrupt=True."
+                        )
+                    refs.append(_Ref(segs, length, float(r.episode_return[row]), int(r.episode_flags[row]), (si, row)))
             if self.include_partial:
                 for key in sorted(open_segs):
                     segs = open_segs[key]
@@ -255,11 +279,46 @@ class Dataset:
         self._columns = self._column_specs()
         return self
 
-    def _reader(self, rel: str) -> int:
+    def _reader(self, rec: Any) -> int | None:
+        rel = rec.file
         if rel not in self._reader_index:
-            self._readers.append(ShardReader(self.path / rel))
+            if rel in self.skipped:
+                return None
+            try:
+                if self.skip_corrupt and rec.checksum:
+                    try:
+                        actual = file_checksum(self.path / rel)
+                    except FileNotFoundError:
+                        raise DatasetFormatError(f"{self.path / rel}: shard file is missing (listed in a manifest)") from None
+                    if actual != rec.checksum:
+                        raise DatasetFormatError(f"{self.path / rel}: checksum {actual} does not match the stored "
+                                                 f"{rec.checksum}; the shard is corrupt")
+                reader = ShardReader(self.path / rel)
+            except DatasetFormatError as e:
+                if not self.skip_corrupt:
+                    raise
+                self.skipped[rel] = str(e)
+                logger.warning("gym_aquacollect: skipping {} (skip_corrupt=True): {}", rel, e)
+                return None
+            self._readers.append(reader)
             self._reader_index[rel] = len(self._readers) - 1
         return self._reader_index[rel]
+
+    def _skip_manifest(self, path: Path, error: DatasetFormatError) -> None:
+        rel = f"{path.parent.name}/{path.name}"
+        if rel not in self.skipped:
+            logger.warning("gym_aquacollect: skipping {} (skip_corrupt=True): {}", rel, error)
+        self.skipped[rel] = str(error)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_readers"] = [r.path for r in self._readers]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._readers = [ShardReader(p) for p in state["_readers"]]
+        self._pid = os.getpid()
 
     def _column_specs(self) -> dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]]:
         specs: dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]] = {"obs": {}, "step": {}}
@@ -369,6 +428,21 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, episodes={len(self)}, steps={self.total_steps})"
+
+    # -- scale-out views (gym_aquacollect.distributed, gym_aquacollect.torch_data) ---------------------
+    def to_ray(self, unit: str = "transitions", **kwargs: Any) -> Any:
+        """A ``ray.data.Dataset`` of this dataset's transitions or episodes (needs ``gym_aquacollect[ray]``);
+        see :func:`gym_aquacollect.distributed.to_ray`."""
+        from .distributed import to_ray
+
+        return to_ray(self, unit=unit, **kwargs)
+
+    def as_torch_dataset(self, unit: str = "transitions", **kwargs: Any) -> Any:
+        """A ``torch.utils.data.Dataset`` view for DataLoaders with worker processes (each opens its own
+        HDF5 handles); see :class:`gym_aquacollect.torch_data.TorchDataset`."""
+        from .torch_data import TorchDataset
+
+        return TorchDataset(self, unit=unit, **kwargs)
 
     def close(self) -> None:
         for r in self._readers:

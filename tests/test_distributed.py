@@ -1,0 +1,135 @@
+"""collect_distributed and Dataset.to_ray on a real local Ray instance (``ray.init(num_cpus=2)``), with one
+worker killed on purpose (SIGKILL from inside its policy)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import gym_aquacollect  # noqa: E402
+from gym_aquacollect import load_dataset  # noqa: E402
+from gym_aquacollect.distributed import _ensure_ray, collect_distributed  # noqa: E402
+from gym_aquacollect.storage.verify import verify_dataset  # noqa: E402
+
+PKG_ROOT = str(Path(gym_aquacollect.__file__).resolve().parent.parent)
+TESTS = str(Path(__file__).resolve().parent)
+
+
+class KillOnce:
+    """A policy whose first instance to reach ``after`` steps (across workers: an O_EXCL flag file)
+    SIGKILLs its own worker process."""
+
+    def __init__(self, flag: str, after: int) -> None:
+        self.flag, self.after, self.n = flag, after, 0
+
+    def __call__(self, obs: np.ndarray) -> int:
+        self.n += 1
+        if self.n == self.after:
+            try:
+                os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return int(obs[2] > 0)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([PKG_ROOT, TESTS])}})
+    yield ray
+    ray.shutdown()
+
+
+def test_two_workers_one_dataset(local_ray, tmp_path: Path) -> None:
+    path = tmp_path / "ds"
+    result = collect_distributed("CartPole-v1", num_workers=2, steps=6001, path=path, seed=3, progress=False)
+    assert result.ok, result.summary()
+    assert [w.steps_target for w in result.workers] == [3001, 3000]
+    assert [w.durable_steps for w in result.workers] == [3001, 3000]
+    assert len({w.writer_id for w in result.workers}) == 2
+    assert result.lost_steps == 0
+    ds = load_dataset(path)
+    assert ds.total_steps == 6001  # one dataset; each worker's open episode was stored truncated at close
+    assert len(ds.manifests) == 2 and all(m.closed for m in ds.manifests)
+    assert verify_dataset(path).ok
+    ep = ds[0]
+    assert ep.observations.shape == (len(ep) + 1, 4)
+    # a fixed seed gives the same data again
+    again = collect_distributed("CartPole-v1", num_workers=2, steps=6001, path=tmp_path / "again", seed=3,
+                                progress=False)
+    ds2 = again.dataset()
+    assert sorted(e.metadata["seed"] or 0 for e in ds) == sorted(e.metadata["seed"] or 0 for e in ds2)
+    a = sorted(float(np.sum(e.observations)) for e in ds)
+    b = sorted(float(np.sum(e.observations)) for e in ds2)
+    np.testing.assert_allclose(a, b)
+
+
+def test_killed_worker_loses_only_its_unflushed_tail(local_ray, tmp_path: Path) -> None:
+    path = tmp_path / "ds"
+    flag = str(tmp_path / "killed.flag")
+    steps = 2 * 60_000
+    result = collect_distributed(
+        "CartPole-v1", policy=KillOnce(flag, after=40_000), num_workers=2, steps=steps, path=path,
+        flush_policy={"every_seconds": 0.05}, progress=True,
+    )
+    assert os.path.exists(flag)
+    assert not result.ok and len(result.failed_workers) == 1, result.summary()
+    dead = result.failed_workers[0]
+    alive = next(w for w in result.workers if w.status == "ok")
+    assert dead.status == "died" and ("died" in dead.error.lower() or "Actor" in dead.error), dead.error
+    assert alive.durable_steps == alive.steps_target == 60_000
+    # the dead worker had committed part of its 40k steps; what it had not is reported as lost
+    assert 0 < dead.durable_steps < 40_000
+    assert dead.steps_reported <= 40_000
+    assert dead.lost_steps == max(0, dead.steps_reported - dead.durable_steps)
+    assert result.durable_steps == alive.durable_steps + dead.durable_steps
+    # the dataset stays valid and load_dataset sees one dataset with everything committed
+    report = verify_dataset(path)
+    assert report.ok, report.summary()
+    ds = load_dataset(path)
+    dsp = load_dataset(path, include_partial=True)
+    assert dsp.total_steps == result.durable_steps
+    assert ds.total_steps <= dsp.total_steps <= ds.total_steps + 500
+    for ep in ds:  # every episode reads back whole and consistent
+        assert ep.observations.shape == (len(ep) + 1, 4) and len(ep.actions) == len(ep)
+    died_manifest = next(m for m in ds.manifests if m.writer_id == dead.writer_id)
+    assert not died_manifest.closed
+
+
+def test_uses_running_ray_instance(local_ray) -> None:
+    assert _ensure_ray(ray, None, None) is False  # initialised: reused, not restarted
+    assert ray.cluster_resources()["CPU"] == 2
+
+
+def test_to_ray_transitions_and_episodes(local_ray, tmp_path: Path) -> None:
+    pytest.importorskip("ray.data")
+    path = tmp_path / "ds"
+    collect_distributed("CartPole-v1", num_workers=2, steps=3000, path=path, seed=1, progress=False)
+    ds = load_dataset(path)
+    rd = ds.to_ray()
+    rows = rd.take_all()
+    assert len(rows) == ds.total_steps == 3000
+    rows.sort(key=lambda r: (r["episode_id"], r["t"]))
+    for r in rows[:: 97]:
+        ep = ds[int(r["episode_id"])]
+        t = int(r["t"])
+        np.testing.assert_array_equal(r["observations"], ep.observations[t])
+        np.testing.assert_array_equal(r["next_observations"], ep.observations[t + 1])
+        assert r["actions"] == ep.actions[t] and r["rewards"] == ep.rewards[t]
+        assert bool(r["terminations"]) == bool(ep.terminations[t])
+    eps = ds.to_ray("episodes").take_all()
+    assert len(eps) == len(ds)
+    by_id = {int(e["episode_id"]): e for e in eps}
+    for i in (0, len(ds) // 2, len(ds) - 1):
+        np.testing.assert_array_equal(np.asarray(by_id[i]["observations"]), ds[i].observations)
+        assert int(by_id[i]["length"]) == len(ds[i])
