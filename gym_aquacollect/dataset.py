@@ -313,11 +313,14 @@ class Dataset:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_readers"] = [r.path for r in self._readers]
+        del state["_obs_codec"], state["_act_codec"]  # hold closures; rebuilt from the spaces
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._readers = [ShardReader(p) for p in state["_readers"]]
+        self._obs_codec = SpaceCodec(self.observation_space, "observation")
+        self._act_codec = SpaceCodec(self.action_space, "action")
         self._pid = os.getpid()
 
     def _column_specs(self) -> dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]]:
