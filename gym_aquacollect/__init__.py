@@ -3,7 +3,8 @@
 Contents:
     * :class:`CollectingWrapper` - one line around an env records every episode.
     * :func:`load_dataset`, :class:`Dataset`, :class:`Episode` - read datasets back.
-    * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`.
+    * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`,
+      :class:`TrajectoryCollector`, :class:`BufferCollector`, and the seed's :class:`UnitConfig`.
     * :func:`env_info` - what a collector's ``initialize_configs`` takes.
 
 Example:
@@ -21,7 +22,7 @@ Example:
     30
 """
 
-from .collectors import BaseCollector, RLCollector, env_info
+from .collectors import BaseCollector, BufferCollector, RLCollector, TrajectoryCollector, UnitConfig, env_info
 from .dataset import Dataset, Episode, load_dataset
 from .storage import DatasetFormatError, FlushPolicy, WriterError
 from .wrappers import CollectingWrapper
@@ -35,6 +36,9 @@ __all__ = [
     "Episode",
     "BaseCollector",
     "RLCollector",
+    "TrajectoryCollector",
+    "BufferCollector",
+    "UnitConfig",
     "env_info",
     "FlushPolicy",
     "WriterError",

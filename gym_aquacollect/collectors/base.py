@@ -193,17 +193,19 @@ class BaseCollector:
         self._dataset_path = Path(value)
 
     def _spaces_from_env_info(self, info: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
-        try:
-            return info["observation_space"], info["action_space"]
-        except KeyError as e:
-            raise KeyError(
-                f"env_info lacks {e.args[0]!r}: pass gym_aquacollect.env_info(env), or a dict with "
-                "'observation_space' and 'action_space' (gymnasium spaces)"
-            ) from None
+        from .units import spaces_from_env_info
+
+        return spaces_from_env_info(info)
 
     def initialize_configs(self, env_info: dict[str, Any]) -> None:
-        """Configure the collector for an env (``env_info`` from :func:`env_info`)."""
+        """Configure the collector for an env: ``env_info`` from :func:`env_info`, or the seed's dict of
+        unit configs (``observation_cfg``/``action_cfg`` of :class:`~gym_aquacollect.UnitConfig` or plain
+        dicts; see :mod:`gym_aquacollect.collectors.units`)."""
+        from .units import make_adapter
+
         obs_space, act_space = self._spaces_from_env_info(env_info)
+        self._adapt_obs = make_adapter(obs_space, "observation")
+        self._adapt_act = make_adapter(act_space, "action")
         cast = self.dtype_policy == "cast"
         self.observation_space, self.action_space = obs_space, act_space
         self._obs_codec = SpaceCodec(obs_space, "observation", cast=cast)
@@ -506,13 +508,64 @@ class BaseCollector:
         """Record one transition given explicitly (the seed document's manual API).
 
         ``observation`` opens an episode when none is open; ``next_observation`` is what ``step``
-        returned; ``done`` means terminated.
+        returned; ``done`` means terminated. Seed-style values are accepted: dicts of units
+        (``{'action': array(1, 1, 1)}``), leading ``(num_machines, num_envs)`` axes of length 1, and
+        one-element arrays or one-key dicts for ``reward``/``done``/``truncated`` (see
+        :mod:`gym_aquacollect.collectors.units`).
         """
+        from .units import scalar
+
         if not self.collecting:
             self.start_collection()
         if not self._ep_open:
-            self.begin_episode(observation, None)
-        self.record_step(action, next_observation, reward, done, truncated, info, extras or None)
+            self.begin_episode(self._adapt_obs(observation), None)
+        if type(reward) is not float:
+            reward = scalar(reward, "reward")
+        if type(done) is not bool:
+            done = bool(scalar(done, "done"))
+        if type(truncated) is not bool:
+            truncated = bool(scalar(truncated, "truncated"))
+        self.record_step(self._adapt_act(action), self._adapt_obs(next_observation), reward, done, truncated,
+                         info, extras or None)
+
+    # -- persistence and export (the seed's save/load and export API) -----------------------------------
+    def save(self) -> Path:
+        """Make everything recorded so far durable; returns the dataset directory."""
+        self.flush()
+        return self.dataset_path
+
+    def load(self, path: str | Path | None = None, **kwargs: Any) -> Any:
+        """Open the dataset this collector wrote (or ``path``) with :func:`~gym_aquacollect.load_dataset`."""
+        from ..dataset import load_dataset
+
+        if path is None:
+            self.flush()
+            path = self.dataset_path
+        return load_dataset(path, **kwargs)
+
+    def _delegate(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        ds = self.load()
+        fn = getattr(ds, method, None)
+        if fn is None:
+            raise NotImplementedError(
+                f"{type(self).__name__}.{method} delegates to Dataset.{method}, which this installation of "
+                f"gym_aquacollect does not provide (gym_aquacollect.dataset.Dataset.{method} is missing)"
+            )
+        return fn(*args, **kwargs)
+
+    def export_for_offline_rl(self, output_dir: str | Path, **kwargs: Any) -> Any:
+        """Flush, then ``load_dataset(self.dataset_path).export_for_offline_rl(output_dir, ...)``."""
+        return self._delegate("export_for_offline_rl", output_dir, **kwargs)
+
+    def export_for_teacher_student(self, output_dir: str | Path, **kwargs: Any) -> Any:
+        """Flush, then ``load_dataset(self.dataset_path).export_for_teacher_student(output_dir, ...)``."""
+        return self._delegate("export_for_teacher_student", output_dir, **kwargs)
+
+    def export_trajectories(self, path: str | Path, format: str = "pickle", include_metadata: bool = True,
+                            **kwargs: Any) -> Any:
+        """Flush, then ``load_dataset(self.dataset_path).export_trajectories(path, format=..., ...)``."""
+        return self._delegate("export_trajectories", path, format=format, include_metadata=include_metadata,
+                              **kwargs)
 
     # -- statistics ------------------------------------------------------------------------------------
     def get_dataset_statistics(self) -> dict[str, Any]:
