@@ -222,5 +222,7 @@ def check_counting_episode(
     else:
         assert T <= length, f"episode {ep_id} of sub-env {env_ix}: {T} steps > configured {length}"
         if T < length:
-            assert trunc[-1] and not term[-1], "an interrupted episode must end truncated, not terminated"
+            meta = getattr(episode, "metadata", None) or {}
+            ended_trunc = bool(trunc[-1]) or bool(meta.get("truncated"))
+            assert ended_trunc and not term[-1], "an interrupted episode must end truncated, not terminated"
     return env_ix, ep_id
