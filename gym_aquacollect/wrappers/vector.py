@@ -118,9 +118,10 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         if cls is CollectingVectorWrapper and not isinstance(env, VectorEnv):
             u = getattr(env, "unwrapped", env)
             if hasattr(u, "possible_agents"):
-                from .multiagent import CollectingMultiAgentWrapper
-
-                return CollectingMultiAgentWrapper(env, *args, **kwargs)
+                raise NotImplementedError(
+                    f"{type(u).__name__} is a multi-agent env (possible_agents); multi-agent recording is not "
+                    "implemented yet"
+                )
             if getattr(u, "is_vector_env", False):
                 from .isaaclab import CollectingIsaacLabWrapper
 
