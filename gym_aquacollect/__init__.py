@@ -24,12 +24,13 @@ Example:
 from .collectors import BaseCollector, RLCollector, env_info
 from .dataset import Dataset, Episode, load_dataset
 from .storage import DatasetFormatError, FlushPolicy, WriterError
-from .wrappers import CollectingWrapper
+from .wrappers import CollectingVectorWrapper, CollectingWrapper
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CollectingWrapper",
+    "CollectingVectorWrapper",
     "load_dataset",
     "Dataset",
     "Episode",
