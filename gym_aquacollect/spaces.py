@@ -304,7 +304,9 @@ def _bound(arr: np.ndarray) -> Any:
 
 
 def _unbound(v: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    conv = (lambda x: float(x) if isinstance(x, str) else x)
+    def conv(x: Any) -> Any:
+        return float(x) if isinstance(x, str) else x
+
     if isinstance(v, list):
         return np.asarray([conv(x) for x in v], dtype=np.float64).reshape(shape).astype(dtype)
     return np.full(shape, conv(v), dtype=np.float64).astype(dtype)

@@ -1,0 +1,43 @@
+"""gym_aquacollect: make any Gymnasium env, vector env or Isaac Lab task record its own dataset.
+
+Contents:
+    * :class:`CollectingWrapper` - one line around an env records every episode.
+    * :func:`load_dataset`, :class:`Dataset`, :class:`Episode` - read datasets back.
+    * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`.
+    * :func:`env_info` - what a collector's ``initialize_configs`` takes.
+
+Example:
+    >>> import tempfile, gymnasium as gym
+    >>> from gym_aquacollect import CollectingWrapper, load_dataset
+    >>> path = tempfile.mkdtemp() + "/demo"
+    >>> env = CollectingWrapper(gym.make("CartPole-v1"), path)
+    >>> _ = env.reset(seed=0)
+    >>> for _ in range(30):
+    ...     *_, term, trunc, _ = env.step(env.action_space.sample())
+    ...     if term or trunc:
+    ...         _ = env.reset()
+    >>> env.close()
+    >>> load_dataset(path).total_steps
+    30
+"""
+
+from .collectors import BaseCollector, RLCollector, env_info
+from .dataset import Dataset, Episode, load_dataset
+from .storage import DatasetFormatError, FlushPolicy, WriterError
+from .wrappers import CollectingWrapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CollectingWrapper",
+    "load_dataset",
+    "Dataset",
+    "Episode",
+    "BaseCollector",
+    "RLCollector",
+    "env_info",
+    "FlushPolicy",
+    "WriterError",
+    "DatasetFormatError",
+    "__version__",
+]

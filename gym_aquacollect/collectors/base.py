@@ -1,0 +1,537 @@
+"""BaseCollector: validates steps, batches them into column blocks and hands blocks to the writer.
+
+Contents:
+    * :data:`DEFAULT_COMPRESSION` - the compression used when none is given (see README, "Performance").
+    * :func:`env_info` - what :meth:`BaseCollector.initialize_configs` takes, read off any Gymnasium env.
+    * :class:`BaseCollector` - the sink behind every wrapper; subclasses decide what is kept.
+
+The user's thread does the least work possible per step: validate the value against its space, copy it
+into a preallocated row (this copy is what makes recording immune to envs that reuse buffers), and
+count. Every few thousand steps (or ~1 s, or on :meth:`flush`) the filled rows go to the writer
+thread as views, without another copy. Episode rows stay contiguous inside a block, so the writer
+stores them as segments of a columnar shard.
+
+Writing a custom collector: subclass :class:`BaseCollector` and override any of
+:meth:`_episode_filter` (keep or drop a finished episode), :meth:`_on_block` (what to do with a
+block of rows instead of streaming it to disk) and :meth:`_on_episode_end` (per-episode bookkeeping).
+See ``examples/custom_collector.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from loguru import logger
+
+from ..spaces import SpaceCodec, serialize_space
+from ..storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece
+from .columns import DynamicColumns
+
+__all__ = ["DEFAULT_COMPRESSION", "BaseCollector", "env_info", "describe_env"]
+
+#: Default compression: LZF costs little CPU in the writer thread and still shrinks typical data.
+DEFAULT_COMPRESSION: Any = "lzf"
+
+_TERM, _TRUNC = 1, 2
+
+
+def _jsonable(x: Any) -> Any:
+    """Best-effort JSON-safe copy of reset options / metadata (arrays become lists)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        return x.detach().cpu().numpy().tolist()
+    return repr(x)
+
+
+def describe_env(env: gym.Env | Any) -> tuple[str | None, dict[str, Any]]:
+    """``(spec_json, description)`` of the env *inside* any recording wrapper.
+
+    ``spec_json`` is ``env.spec.to_json()`` or None when the spec cannot be serialised (callable entry
+    point, non-JSON kwargs such as an Isaac Lab cfg): then the description still names the env.
+    """
+    spec = getattr(env, "spec", None)
+    desc: dict[str, Any] = {"class": type(getattr(env, "unwrapped", env)).__name__}
+    spec_json = None
+    if spec is not None:
+        desc["id"] = spec.id
+        desc["kwargs"] = {k: repr(v)[:200] for k, v in (spec.kwargs or {}).items()}
+        desc["max_episode_steps"] = spec.max_episode_steps
+        try:
+            spec_json = spec.to_json()
+        except (ValueError, TypeError) as e:
+            desc["spec_error"] = f"{type(e).__name__}: {e}"[:300]
+    return spec_json, desc
+
+
+def env_info(env: gym.Env) -> dict[str, Any]:
+    """Everything :meth:`BaseCollector.initialize_configs` needs, read off a Gymnasium env.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> info = env_info(gym.make("CartPole-v1"))
+        >>> sorted(info)[:3], info["env_spec"] is not None
+        (['action_space', 'env_description', 'env_spec'], True)
+    """
+    spec_json, desc = describe_env(env)
+    return {
+        "observation_space": env.observation_space,
+        "action_space": env.action_space,
+        "env_spec": spec_json,
+        "env_description": desc,
+    }
+
+
+class BaseCollector:
+    """The sink that wrappers hand each step to; by default it streams every step to disk.
+
+    Args:
+        name: the collector's name (also the dataset directory name under ``save_path``).
+        save_path: parent directory for the dataset (``save_path/name``). None: a fresh directory
+            under ``./aquacollect-data`` (logged).
+        compression: None, "lzf", "gzip" or ("gzip", level).
+        record_infos: store info dicts (with presence masks for keys that come and go).
+        flush_policy: a :class:`~gym_aquacollect.storage.writer.FlushPolicy` or dict of its fields.
+        metadata: JSON-safe dict stored with the dataset.
+        dtype_policy: "strict" rejects values whose dtype differs from the space's; "cast" casts them.
+        block_bytes: size of the row blocks handed to the writer.
+        max_pending_bytes: memory that blocks waiting for the writer may hold before recording waits
+            for the writer (a warning is logged once when that happens).
+        step_callbacks: callables ``cb(collector, step: dict) -> dict | None``; a returned dict adds
+            per-step fields (stored under ``extras/``).
+        episode_callbacks: callables ``cb(collector, summary: dict) -> dict | None``; a returned dict is
+            merged into the episode's metadata.
+        schedule: which episodes to record (see :mod:`gym_aquacollect.collectors.schedules`): a callable
+            ``schedule(episode_index) -> bool``; None records every episode.
+        dataset_path: the dataset directory itself (overrides ``save_path``/``name``).
+    """
+
+    def __init__(
+        self,
+        name: str = "collector",
+        save_path: str | Path | None = None,
+        *,
+        compression: Any = DEFAULT_COMPRESSION,
+        record_infos: bool = True,
+        flush_policy: FlushPolicy | dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        dtype_policy: str = "strict",
+        block_bytes: int = 4 << 20,
+        max_pending_bytes: int = 256 << 20,
+        step_callbacks: Sequence[Callable[..., Any]] | None = None,
+        episode_callbacks: Sequence[Callable[..., Any]] | None = None,
+        schedule: Callable[[int], bool] | None = None,
+        dataset_path: str | Path | None = None,
+    ) -> None:
+        if dtype_policy not in ("strict", "cast"):
+            raise ValueError(f"dtype_policy must be 'strict' or 'cast', got {dtype_policy!r}")
+        self.name = name
+        self.save_path = None if save_path is None else Path(save_path)
+        self._dataset_path = None if dataset_path is None else Path(dataset_path)
+        self.compression = compression
+        self.record_infos = record_infos
+        self.flush_policy = FlushPolicy.coerce(flush_policy)
+        self.metadata = dict(metadata or {})
+        self.dtype_policy = dtype_policy
+        self.block_bytes = int(block_bytes)
+        self.max_pending_bytes = int(max_pending_bytes)
+        self.step_callbacks = list(step_callbacks or [])
+        self.episode_callbacks = list(episode_callbacks or [])
+        self.schedule = schedule
+        self.observation_space: gym.Space | None = None
+        self.action_space: gym.Space | None = None
+        self.env_spec: str | None = None
+        self.env_description: dict[str, Any] = {}
+        self.writer: DatasetWriter | None = None
+        self.collecting = False
+        # statistics of finished (recorded) episodes
+        self.episode_lengths: list[int] = []
+        self.episode_returns: list[float] = []
+        self.episode_flags: list[int] = []
+        self.skipped_episodes = 0
+        self._configured = False
+
+    # -- configuration ---------------------------------------------------------------------------------
+    @property
+    def awaiting_reset(self) -> bool:
+        """True after an episode ended (terminated/truncated) and before the next reset."""
+        return self.collecting and self._ep_done
+
+    @property
+    def dataset_path(self) -> Path:
+        if self._dataset_path is None:
+            if self.save_path is not None:
+                self._dataset_path = self.save_path / self.name
+            else:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+                self._dataset_path = Path("aquacollect-data") / f"{self.name}-{stamp}"
+                logger.info("gym_aquacollect: no path given; recording to {}", self._dataset_path.resolve())
+        return self._dataset_path
+
+    @dataset_path.setter
+    def dataset_path(self, value: str | Path) -> None:
+        if self.writer is not None:
+            raise RuntimeError("cannot change the dataset path after collection started")
+        self._dataset_path = Path(value)
+
+    def _spaces_from_env_info(self, info: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
+        try:
+            return info["observation_space"], info["action_space"]
+        except KeyError as e:
+            raise KeyError(
+                f"env_info lacks {e.args[0]!r}: pass gym_aquacollect.env_info(env), or a dict with "
+                "'observation_space' and 'action_space' (gymnasium spaces)"
+            ) from None
+
+    def initialize_configs(self, env_info: dict[str, Any]) -> None:
+        """Configure the collector for an env (``env_info`` from :func:`env_info`)."""
+        obs_space, act_space = self._spaces_from_env_info(env_info)
+        cast = self.dtype_policy == "cast"
+        self.observation_space, self.action_space = obs_space, act_space
+        self._obs_codec = SpaceCodec(obs_space, "observation", cast=cast)
+        self._act_codec = SpaceCodec(act_space, "action", cast=cast)
+        self.env_spec = env_info.get("env_spec")
+        self.env_description = dict(env_info.get("env_description") or {})
+        self._obs_names = ["observations" + ("/" + n if n else "") for n in self._obs_codec.names]
+        self._act_names = ["actions" + ("/" + n if n else "") for n in self._act_codec.names]
+        row_bytes = self._obs_codec.row_nbytes + self._act_codec.row_nbytes + 10
+        self._rows = int(min(65536, max(64, self.block_bytes // max(1, row_bytes))))
+        self._configured = True
+
+    def _dataset_meta(self) -> dict[str, Any]:
+        return {
+            "observation_space": serialize_space(self.observation_space),
+            "action_space": serialize_space(self.action_space),
+            "env_spec": self.env_spec,
+            "env_description": self.env_description,
+            "collector": type(self).__name__,
+            "metadata": _jsonable(self.metadata),
+            "created": datetime.now(timezone.utc).isoformat(),
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start_collection(self) -> None:
+        """Open the dataset and start the writer thread."""
+        if not self._configured:
+            raise RuntimeError("call initialize_configs(env_info) before start_collection()")
+        if self.collecting:
+            return
+        self._open_writer()
+        self._pool: deque[tuple[list, list, np.ndarray, np.ndarray, np.ndarray]] = deque()
+        self._slots = threading.Semaphore(max(2, self.max_pending_bytes // max(1, self.block_bytes)))
+        self._throttle_warned = False
+        self._infos = DynamicColumns("infos/", "info")
+        self._extras = DynamicColumns("extras/", "extra field")
+        self._ep_key = -1
+        self._ep_open = False  # an episode has a reset observation
+        self._ep_done = False  # last episode ended by term/trunc, awaiting reset
+        self._ep_recording = True
+        self._episode_index = -1
+        self._warned_after_done = False
+        self._handoff_every = min(1.0, self.flush_policy.every_seconds or 1.0)
+        self._new_block()
+        self.collecting = True
+
+    def _open_writer(self) -> None:
+        self.writer = DatasetWriter(self.dataset_path, self._dataset_meta(), compression=self.compression,
+                                    flush_policy=self.flush_policy)
+
+    def _new_block(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            if not self._throttle_warned:
+                self._throttle_warned = True
+                logger.warning(
+                    "gym_aquacollect: the writer is behind by {} MB; recording waits for it (raise "
+                    "max_pending_bytes, use lighter compression or a faster disk)", self.max_pending_bytes >> 20,
+                )
+            while not self._slots.acquire(timeout=0.5):
+                self._check_writer()
+        rows = self._rows
+        if self._pool:
+            obs, act, rew, term, trunc = self._pool.pop()
+        else:
+            obs, act = self._obs_codec.allocate(rows), self._act_codec.allocate(rows)
+            rew, term, trunc = np.empty(rows, np.float64), np.empty(rows, bool), np.empty(rows, bool)
+        self._obs, self._act, self._rew, self._term, self._trunc = obs, act, rew, term, trunc
+        self._bind_writers()
+        self._infos.new_block(rows)
+        self._extras.new_block(rows)
+        self._cap = rows
+        self._no = self._ns = 0  # filled obs / step rows
+        self._sent_o = self._sent_s = 0  # rows already handed over
+        self._piece_o = self._piece_s = 0  # where the current episode's unsent rows start
+        self._pieces: list[Piece] = []
+        self._ends: list[EpisodeEnd] = []
+        self._last_handoff = time.monotonic()
+
+    def _check_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.check()
+
+    # -- hot path --------------------------------------------------------------------------------------
+    def begin_episode(self, observation: Any, info: dict[str, Any] | None = None, *, seed: Any = None,
+                      options: Any = None, metadata: dict[str, Any] | None = None) -> None:
+        """Open a new episode with its reset observation (ends an open one as truncated)."""
+        if not self.collecting:
+            self.start_collection()
+        if self._ep_open and self._ep_len > 0:
+            self._finish_episode(False, True, interrupted="reset")
+        elif self._ep_open and self._ep_recording:  # zero-step episode: drop its reset row
+            self._no -= 1
+            self._infos.clear_row(self._no)
+        self._episode_index += 1
+        self._ep_recording = self.schedule is None or bool(self.schedule(self._episode_index))
+        self._ep_open, self._ep_done = True, False
+        self._ep_len, self._ep_ret = 0, 0.0
+        self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **(metadata or {})}
+        if not self._ep_recording:
+            return
+        self._ep_key += 1
+        if self._no == self._cap:
+            self._rotate()
+        j = self._no
+        self._put_obs(j, observation)
+        if info and self.record_infos:
+            self._infos.put(j, info)
+        self._piece_o, self._piece_s = j, self._ns
+        self._no = j + 1
+
+    def record_step(self, action: Any, observation: Any, reward: Any, terminated: Any, truncated: Any,
+                    info: dict[str, Any] | None = None, extras: dict[str, Any] | None = None) -> None:
+        """Record one transition of the open episode (``observation`` is the one ``step`` returned)."""
+        if not (self._ep_open and self._ep_recording) or self._writer_failed():
+            return self._record_slow(action, observation, reward, terminated, truncated, info, extras)
+        i, j = self._ns, self._no
+        if i == self._cap or j == self._cap:
+            self._rotate()
+            i, j = self._ns, self._no
+        self._put_act(i, action)
+        self._put_obs(j, observation)
+        self._rew[i] = reward
+        self._term[i] = terminated
+        self._trunc[i] = truncated
+        if info and self.record_infos:
+            self._infos.put(j, info)
+        if extras:
+            self._extras.put(i, extras)
+        if self.step_callbacks:
+            self._run_step_callbacks(i, action, observation, reward, terminated, truncated, info)
+        self._ns, self._no = i + 1, j + 1
+        self._ep_len += 1
+        self._ep_ret += reward
+        if terminated or truncated:
+            self._finish_episode(bool(terminated), bool(truncated))
+        elif not i & 255 and time.monotonic() - self._last_handoff > self._handoff_every:
+            self._handoff()
+
+    def _writer_failed(self) -> bool:
+        return self.writer is not None and self.writer.failed
+
+    def _record_slow(self, action, observation, reward, terminated, truncated, info, extras) -> None:
+        self._check_writer()
+        if not self._ep_open:
+            if self._ep_done:
+                self._step_after_done()
+                return
+            raise RuntimeError(
+                "record_step() called before begin_episode(): the collector needs the reset observation "
+                "first (call env.reset() / collector.begin_episode(obs))"
+            )
+        # an episode the schedule does not record: only count it
+        self._ep_len += 1
+        self._ep_ret += float(reward)
+        if terminated or truncated:
+            self._ep_open, self._ep_done = False, True
+            self.skipped_episodes += 1
+
+    def _bind_writers(self) -> None:
+        """Bind the per-step writers to the current block's arrays (the fast path for flat spaces)."""
+        for name, codec, cols in (("_put_obs", self._obs_codec, self._obs), ("_put_act", self._act_codec, self._act)):
+            if codec.simple:
+                leaf_put, col = codec.leaf_writer(), cols[0]
+                setattr(self, name, partial(leaf_put, col))
+            else:
+                setattr(self, name, partial(codec.write, cols))
+
+    def _run_step_callbacks(self, i, action, observation, reward, terminated, truncated, info) -> None:
+        step = {"action": action, "observation": observation, "reward": reward, "terminated": terminated,
+                "truncated": truncated, "info": info, "episode_index": self._episode_index, "t": self._ep_len}
+        for cb in self.step_callbacks:
+            extra = cb(self, step)
+            if extra:
+                self._extras.put(i, extra)
+
+    def _step_after_done(self) -> None:
+        if not self._warned_after_done:
+            self._warned_after_done = True
+            logger.warning(
+                "gym_aquacollect: step() called after the episode ended (terminated/truncated) without reset(); "
+                "Gymnasium leaves this undefined, so such steps are not recorded. Call env.reset() after a done."
+            )
+
+    def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
+        meta = self._ep_meta
+        meta["terminated"], meta["truncated"] = terminated, truncated
+        if interrupted:
+            meta["interrupted"] = interrupted
+        if self.episode_callbacks:
+            summary = {"episode_index": self._episode_index, "length": self._ep_len, "return": float(self._ep_ret),
+                       "terminated": terminated, "truncated": truncated, "metadata": meta}
+            for cb in self.episode_callbacks:
+                more = cb(self, summary)
+                if more:
+                    meta.update(_jsonable(more))
+        flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
+        self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
+                                  self._piece_s, self._ns - self._piece_s))
+        self._piece_o, self._piece_s = self._no, self._ns
+        self._ep_open, self._ep_done = False, True
+        self._on_episode_end(EpisodeEnd(self._ep_key, self._ep_len, float(self._ep_ret), flags, meta))
+        if self.flush_policy.on_episode_end or time.monotonic() - self._last_handoff > self._handoff_every:
+            self._handoff()
+
+    # -- hand-over -------------------------------------------------------------------------------------
+    def _on_episode_end(self, end: EpisodeEnd) -> None:
+        """Bookkeeping for a finished episode (subclasses may override; call super)."""
+        self._ends.append(end)
+        self.episode_lengths.append(end.length)
+        self.episode_returns.append(end.ret)
+        self.episode_flags.append(end.flags)
+
+    def _handoff(self, final: bool = False) -> None:
+        """Hand the rows filled since the last hand-over to the writer (views, no copy)."""
+        self._last_handoff = time.monotonic()
+        if self._ep_open and self._ep_recording:
+            if self._ns > self._piece_s:
+                self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
+                                          self._piece_s, self._ns - self._piece_s))
+                self._piece_o, self._piece_s = self._no, self._ns
+            stop_o = self._piece_o  # a lone reset row waits until its episode has a step
+        else:
+            stop_o = self._no
+        so, ss, no, ns = self._sent_o, self._sent_s, stop_o, self._ns
+        if no == so and ns == ss and not self._ends and not final:
+            return
+        obs = {name: col[so:no] for name, col in zip(self._obs_names, self._obs)}
+        obs.update(self._infos.columns(so, no))
+        step = {name: col[ss:ns] for name, col in zip(self._act_names, self._act)}
+        step["rewards"], step["terminations"], step["truncations"] = self._rew[ss:ns], self._term[ss:ns], self._trunc[ss:ns]
+        step.update(self._extras.columns(ss, ns))
+        pieces = [Piece(p.key, p.obs_start - so, p.obs_n, p.step_start - ss, p.step_n) for p in self._pieces]
+        block = Block(obs, step, no - so, ns - ss, pieces, self._ends)
+        self._pieces, self._ends = [], []
+        self._sent_o, self._sent_s = no, ns
+        if final:
+            arrays = (self._obs, self._act, self._rew, self._term, self._trunc)
+            pool, slots = self._pool, self._slots
+
+            def release() -> None:
+                pool.append(arrays)
+                slots.release()
+
+            block.on_written = release
+        self._on_block(block)
+
+    def _on_block(self, block: Block) -> None:
+        """Where a block goes (default: the writer thread). Subclasses may keep blocks instead."""
+        self.writer.submit(block)
+
+    def _rotate(self) -> None:
+        """The block is full: hand it over and continue in a fresh one (carrying a lone reset row)."""
+        lone = self._ep_open and self._ep_recording and self._ep_len == 0
+        old = (self._obs, dict(self._infos.cols), dict(self._infos.masks), self._no - 1)
+        self._handoff(final=True)
+        self._new_block()
+        if lone:
+            obs_cols, info_cols, info_masks, row = old
+            for dst, src in zip(self._obs, obs_cols):
+                dst[0] = src[row]
+            self._infos.copy_row_from(info_cols, info_masks, row, 0)
+            self._no = 1
+            self._piece_o, self._piece_s = 0, 0
+
+    def flush(self) -> None:
+        """Make everything recorded so far durable (returns once it is on disk)."""
+        if not self.collecting:
+            return
+        self._handoff()
+        self.writer.flush()
+
+    def end_collection(self) -> None:
+        """Store the open episode (as truncated), commit everything and stop the writer."""
+        if not self.collecting:
+            return
+        try:
+            if self._ep_open and self._ep_recording and self._ep_len > 0:
+                self._finish_episode(False, True, interrupted="close")
+            self._ep_open = False
+            self._handoff(final=True)
+            self._finalize()
+        finally:
+            self.collecting = False
+
+    def _finalize(self) -> None:
+        if self.writer is not None:
+            meta_extra = {}
+            if self._infos.dropped:
+                meta_extra["dropped_info"] = dict(self._infos.dropped)
+            if meta_extra:
+                self.writer.manifest.info.update(meta_extra)
+            self.writer.close()
+
+    close = end_collection
+
+    # -- seed API --------------------------------------------------------------------------------------
+    def collect_step(self, observation: Any = None, action: Any = None, reward: Any = 0.0,
+                     next_observation: Any = None, done: Any = False, truncated: Any = False,
+                     info: dict[str, Any] | None = None, **extras: Any) -> None:
+        """Record one transition given explicitly (the seed document's manual API).
+
+        ``observation`` opens an episode when none is open; ``next_observation`` is what ``step``
+        returned; ``done`` means terminated.
+        """
+        if not self.collecting:
+            self.start_collection()
+        if not self._ep_open:
+            self.begin_episode(observation, None)
+        self.record_step(action, next_observation, reward, done, truncated, info, extras or None)
+
+    # -- statistics ------------------------------------------------------------------------------------
+    def get_dataset_statistics(self) -> dict[str, Any]:
+        """Statistics of the episodes recorded so far (finished ones)."""
+        from ..dataset import episode_statistics
+
+        stats = episode_statistics(np.asarray(self.episode_lengths, dtype=np.int64),
+                                   np.asarray(self.episode_returns, dtype=np.float64),
+                                   np.asarray(self.episode_flags, dtype=np.uint8))
+        stats["skipped_episodes"] = self.skipped_episodes
+        if self.collecting and self._ep_open:
+            stats["open_episode_steps"] = self._ep_len
+        if self.writer is not None:
+            stats["dataset_path"] = str(self.dataset_path)
+            stats["committed_shards"] = self.writer.stats["committed_shards"]
+        return stats
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, path={str(self._dataset_path)!r})"
+
+    def _json(self) -> str:  # pragma: no cover - debugging helper
+        return json.dumps(self.get_dataset_statistics(), default=repr)

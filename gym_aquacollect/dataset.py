@@ -1,0 +1,419 @@
+"""Reading datasets: :func:`load_dataset`, :class:`Dataset` and :class:`Episode`.
+
+Contents:
+    * :func:`load_dataset` - open a gym_aquacollect dataset directory (or, through registered importers,
+      a Minari / D4RL / robomimic / Isaac Lab file).
+    * :class:`Dataset` - the episodes of a dataset, loaded lazily, with statistics, sampling, filtering.
+    * :class:`Episode` - one episode: ``observations`` (T+1 rows), ``actions``, ``rewards``,
+      ``terminations``, ``truncations`` (T rows), ``infos`` (T+1 rows), ``extras``, ``metadata``.
+    * :func:`episode_statistics` - the statistics dict shared with the collectors.
+    * :func:`register_loader` - how importers for other formats plug into :func:`load_dataset`.
+
+Example:
+    >>> import tempfile, gymnasium as gym
+    >>> from gym_aquacollect import CollectingWrapper
+    >>> path = tempfile.mkdtemp() + "/ds"
+    >>> with CollectingWrapper(gym.make("CartPole-v1"), path) as env:
+    ...     _ = env.reset(seed=1)
+    ...     for _ in range(50):
+    ...         *_, term, trunc, _ = env.step(0)
+    ...         if term or trunc:
+    ...             _ = env.reset()
+    >>> ds = load_dataset(path)
+    >>> ep = ds[0]
+    >>> ep.observations.shape == (len(ep) + 1, 4), ep.metadata["seed"]
+    (True, 1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from .spaces import SpaceCodec, deserialize_space
+from .storage.manifest import DatasetFormatError, is_dataset_dir, read_dataset_dir
+from .storage.shard import ShardReader
+
+__all__ = ["load_dataset", "Dataset", "Episode", "episode_statistics", "register_loader", "DatasetFormatError"]
+
+_TERM, _TRUNC = 1, 2
+
+
+def episode_statistics(lengths: np.ndarray, returns: np.ndarray, flags: np.ndarray) -> dict[str, Any]:
+    """The statistics dict (the seed document's keys first) for episodes with these lengths/returns."""
+    n = int(len(lengths))
+
+    def desc(a: np.ndarray) -> dict[str, float]:
+        if not len(a):
+            return {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
+        return {"mean": float(np.mean(a)), "std": float(np.std(a)), "min": float(np.min(a)), "max": float(np.max(a))}
+
+    ls, rs = desc(lengths), desc(returns)
+    return {
+        "total_steps": int(np.sum(lengths)) if n else 0,
+        "total_episodes": n,
+        "avg_episode_length": ls["mean"],
+        "avg_episode_reward": rs["mean"],
+        "std_episode_length": ls["std"],
+        "min_episode_length": int(ls["min"]),
+        "max_episode_length": int(ls["max"]),
+        "std_episode_reward": rs["std"],
+        "min_episode_reward": rs["min"],
+        "max_episode_reward": rs["max"],
+        "terminated_episodes": int(np.count_nonzero(flags & _TERM)) if n else 0,
+        "truncated_episodes": int(np.count_nonzero(flags & _TRUNC)) if n else 0,
+    }
+
+
+def _nest(flat: dict[str, np.ndarray], n_rows: int) -> dict[str, Any]:
+    """Turn ``{"a/b": values, "a/_b": mask}`` columns into nested dicts, dropping keys absent on every
+    row and masks that are all True."""
+    out: dict[str, Any] = {}
+    for name, col in flat.items():
+        head, _, tail = name.rpartition("/")
+        if tail.startswith("_"):
+            continue
+        mask_name = f"{head}/_{tail}" if head else f"_{tail}"
+        mask = flat.get(mask_name)
+        if mask is not None and not mask.any():
+            continue
+        node = out
+        for part in name.split("/")[:-1]:
+            node = node.setdefault(part, {})
+        node[tail] = col
+        if mask is not None and not mask.all():
+            node[f"_{tail}"] = mask
+    return out
+
+
+@dataclass
+class _Ref:
+    """Where one episode lives: segments ``(shard, obs_start, obs_n, step_start, step_n)``."""
+
+    segments: list[tuple[int, int, int, int, int]]
+    length: int
+    ret: float
+    flags: int
+    meta_at: tuple[int, int] | None  # (shard, row in its episode table); None for partial episodes
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Episode:
+    """One recorded episode; fields load from disk on first access.
+
+    Attributes:
+        id: the episode's index in its dataset.
+        metadata: seed, options, terminated/truncated, env_index, user metadata, ...
+    """
+
+    def __init__(self, dataset: Dataset, index: int, ref: _Ref) -> None:
+        self._ds = dataset
+        self._ref = ref
+        self.id = index
+        self._cache: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return self._ref.length
+
+    def __repr__(self) -> str:
+        return f"Episode(id={self.id}, length={len(self)}, return={self._ref.ret:.4g})"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if "metadata" not in self._cache:
+            r = self._ref
+            meta = self._ds._read_meta(r.meta_at) if r.meta_at is not None else {}
+            meta.update(r.extra_meta)
+            meta.setdefault("terminated", bool(r.flags & _TERM))
+            meta.setdefault("truncated", bool(r.flags & _TRUNC))
+            meta["length"], meta["return"] = r.length, r.ret
+            self._cache["metadata"] = meta
+        return self._cache["metadata"]
+
+    def column(self, kind: str, name: str) -> np.ndarray:
+        """The raw column ``name`` of ``kind`` ("obs" or "step") for this episode."""
+        return self._ds._read_column(self._ref, kind, name)
+
+    def _get(self, key: str, build: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @property
+    def observations(self) -> Any:
+        """T+1 observations: the reset observation, then one per step."""
+        ds = self._ds
+        return self._get("observations", lambda: ds._obs_codec.read(
+            [self.column("obs", n) for n in ds._obs_names]))
+
+    @property
+    def actions(self) -> Any:
+        ds = self._ds
+        return self._get("actions", lambda: ds._act_codec.read([self.column("step", n) for n in ds._act_names]))
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self._get("rewards", lambda: self.column("step", "rewards"))
+
+    @property
+    def terminations(self) -> np.ndarray:
+        return self._get("terminations", lambda: self._flags("terminations"))
+
+    @property
+    def truncations(self) -> np.ndarray:
+        return self._get("truncations", lambda: self._flags("truncations"))
+
+    def _flags(self, name: str) -> np.ndarray:
+        a = self.column("step", name).astype(bool)
+        if name == "truncations" and self._ref.meta_at is None and len(a):
+            a[-1] = True  # a partial (crash-recovered) episode ends truncated
+        return a
+
+    @property
+    def infos(self) -> dict[str, Any]:
+        """T+1 rows per key (reset info first); ``_key`` masks for keys present on some rows only."""
+        return self._get("infos", lambda: self._prefixed("obs", "infos/", len(self) + 1))
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """Extra per-step columns (T rows), e.g. ``teacher_actions``."""
+        return self._get("extras", lambda: self._prefixed("step", "extras/", len(self)))
+
+    def _prefixed(self, kind: str, prefix: str, n: int) -> dict[str, Any]:
+        names = [c for c in self._ds._columns[kind] if c.startswith(prefix)]
+        return _nest({c[len(prefix):]: self.column(kind, c) for c in names}, n)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a plain dict."""
+        return {"id": self.id, "observations": self.observations, "actions": self.actions,
+                "rewards": self.rewards, "terminations": self.terminations, "truncations": self.truncations,
+                "infos": self.infos, "extras": self.extras, "metadata": self.metadata}
+
+
+class Dataset:
+    """The episodes of a gym_aquacollect dataset directory (see :func:`load_dataset`).
+
+    Args:
+        path: the dataset directory.
+        include_partial: also list episodes that never ended because their writer died (crash
+            recovery); they end truncated and their metadata says ``interrupted: "crash"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, include_partial: bool = False) -> None:
+        self.path = Path(path)
+        self.include_partial = include_partial
+        self._readers: list[ShardReader] = []
+        self._reader_index: dict[str, int] = {}
+        self._pid = os.getpid()
+        self._refs: list[_Ref] = []
+        self.refresh()
+
+    # -- loading ---------------------------------------------------------------------------------------
+    def refresh(self) -> Dataset:
+        """Re-read the manifests and pick up shards committed since (read while writing)."""
+        meta, manifests = read_dataset_dir(self.path)
+        self.metadata: dict[str, Any] = meta
+        self.observation_space: spaces.Space = deserialize_space(meta["observation_space"])
+        self.action_space: spaces.Space = deserialize_space(meta["action_space"])
+        self.env_spec: str | None = meta.get("env_spec")
+        self._obs_codec = SpaceCodec(self.observation_space, "observation")
+        self._act_codec = SpaceCodec(self.action_space, "action")
+        self._obs_names = ["observations" + ("/" + n if n else "") for n in self._obs_codec.names]
+        self._act_names = ["actions" + ("/" + n if n else "") for n in self._act_codec.names]
+        self.manifests = manifests
+        refs: list[_Ref] = []
+        partial: list[_Ref] = []
+        for m in manifests:
+            open_segs: dict[int, list[tuple[int, int, int, int, int]]] = {}
+            for rec in m.shards:
+                si = self._reader(rec.file)
+                r = self._readers[si]
+                for key, o0, on, s0, sn in r.segments.tolist():
+                    open_segs.setdefault(key, []).append((si, o0, on, s0, sn))
+                for row, key in enumerate(r.episode_key.tolist()):
+                    segs = open_segs.pop(key, [])
+                    refs.append(_Ref(segs, int(r.episode_length[row]), float(r.episode_return[row]),
+                                     int(r.episode_flags[row]), (si, row)))
+            if self.include_partial:
+                for key in sorted(open_segs):
+                    segs = open_segs[key]
+                    length = sum(s[4] for s in segs)
+                    if length == 0:
+                        continue
+                    ret = float(sum(float(np.sum(self._readers[s[0]].read("step", "rewards", s[3], s[4])))
+                                    for s in segs))
+                    partial.append(_Ref(segs, length, ret, _TRUNC, None,
+                                        {"interrupted": "crash", "writer_id": m.writer_id}))
+        self._refs = refs + partial
+        self._columns = self._column_specs()
+        return self
+
+    def _reader(self, rel: str) -> int:
+        if rel not in self._reader_index:
+            self._readers.append(ShardReader(self.path / rel))
+            self._reader_index[rel] = len(self._readers) - 1
+        return self._reader_index[rel]
+
+    def _column_specs(self) -> dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]]:
+        specs: dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]] = {"obs": {}, "step": {}}
+        for r in self._readers:
+            for kind in ("obs", "step"):
+                for name, ds in r.columns[kind].items():
+                    specs[kind].setdefault(name, (ds.dtype, ds.shape[1:]))
+        return specs
+
+    def _ensure_pid(self) -> None:
+        """h5py handles do not survive fork: reopen shard files in a new process."""
+        if os.getpid() != self._pid:
+            files = [r.path for r in self._readers]
+            self._readers = [ShardReader(p) for p in files]
+            self._pid = os.getpid()
+
+    def _read_column(self, ref: _Ref, kind: str, name: str) -> np.ndarray:
+        self._ensure_pid()
+        spec = self._columns[kind].get(name)
+        if spec is None:
+            raise KeyError(f"column {kind}/{name} does not exist in {self.path}")
+        parts = []
+        for si, o0, on, s0, sn in ref.segments:
+            start, count = (o0, on) if kind == "obs" else (s0, sn)
+            r = self._readers[si]
+            if name in r.columns[kind]:
+                parts.append(r.read(kind, name, start, count))
+            else:
+                dtype, shape = spec
+                fill = np.zeros((count, *shape), dtype=object if dtype.kind == "O" else dtype)
+                if dtype.kind == "O":
+                    fill[...] = ""
+                parts.append(fill)
+        if not parts:
+            dtype, shape = spec
+            return np.zeros((0, *shape), dtype=object if dtype.kind == "O" else dtype)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _read_meta(self, at: tuple[int, int]) -> dict[str, Any]:
+        self._ensure_pid()
+        si, row = at
+        try:
+            return self._readers[si].episode_meta(row)
+        except (ValueError, OSError) as e:
+            raise DatasetFormatError(f"{self._readers[si].path}: episode metadata row {row} unreadable: {e}") from None
+
+    # -- the Dataset API -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __getitem__(self, i: int) -> Episode:
+        n = len(self._refs)
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"episode index must be an int, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"episode {i} out of range: the dataset has {n} episodes")
+        i = int(i) % n
+        return Episode(self, i, self._refs[i])
+
+    def __iter__(self) -> Iterator[Episode]:
+        return self.iterate_episodes()
+
+    def iterate_episodes(self, episode_indices: Sequence[int] | None = None) -> Iterator[Episode]:
+        """Iterate episodes (all, in dataset order, or the given indices)."""
+        for i in range(len(self)) if episode_indices is None else episode_indices:
+            yield self[i]
+
+    def sample_episodes(self, n: int, seed: int | None = None) -> list[Episode]:
+        """``n`` distinct episodes drawn uniformly (reproducible with ``seed``)."""
+        if n > len(self):
+            raise ValueError(f"cannot sample {n} episodes from a dataset of {len(self)}")
+        idx = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
+        return [self[int(i)] for i in idx]
+
+    def filter_episodes(self, predicate: Callable[[Episode], bool]) -> Dataset:
+        """A view of the episodes for which ``predicate(episode)`` is true (renumbered from 0)."""
+        keep = [ref for i, ref in enumerate(self._refs) if predicate(Episode(self, i, ref))]
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._refs = keep
+        return view
+
+    @property
+    def total_steps(self) -> int:
+        return int(sum(r.length for r in self._refs))
+
+    @property
+    def total_episodes(self) -> int:
+        return len(self._refs)
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.asarray([r.length for r in self._refs], dtype=np.int64)
+
+    @property
+    def episode_returns(self) -> np.ndarray:
+        return np.asarray([r.ret for r in self._refs], dtype=np.float64)
+
+    def statistics(self) -> dict[str, Any]:
+        """total_steps, total_episodes, avg/std/min/max episode length and reward, flag counts, size."""
+        stats = episode_statistics(self.episode_lengths, self.episode_returns,
+                                   np.asarray([r.flags for r in self._refs], dtype=np.uint8))
+        stats["shards"] = sum(len(m.shards) for m in self.manifests)
+        stats["writers"] = len(self.manifests)
+        stats["bytes_on_disk"] = int(sum(s.size for m in self.manifests for s in m.shards))
+        return stats
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r}, episodes={len(self)}, steps={self.total_steps})"
+
+    def close(self) -> None:
+        for r in self._readers:
+            r.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# -- other formats -------------------------------------------------------------------------------------
+_LOADERS: list[Callable[..., Any]] = []
+
+
+def register_loader(loader: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``loader(path, **kwargs) -> Dataset-like | None`` for :func:`load_dataset`; it returns
+    None for paths it does not recognise."""
+    _LOADERS.append(loader)
+    return loader
+
+
+def load_dataset(path: str | os.PathLike, **kwargs: Any) -> Dataset:
+    """Open a dataset: a gym_aquacollect directory, or any format a registered importer recognises.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        DatasetFormatError: a file is corrupt or of an unknown format (the message names it).
+    """
+    p = Path(path)
+    if is_dataset_dir(p):
+        return Dataset(p, **kwargs)
+    try:
+        from . import formats  # noqa: F401 - importing registers the importers
+    except ImportError:
+        pass
+    for loader in _LOADERS:
+        ds = loader(path, **kwargs)
+        if ds is not None:
+            return ds
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no dataset there (expected a gym_aquacollect directory with aquacollect.json)")
+    raise DatasetFormatError(f"{p}: not a gym_aquacollect dataset and no importer recognises it")
+
+
+def _dumps(x: Any) -> str:  # pragma: no cover
+    return json.dumps(x, default=repr)

@@ -1,0 +1,12 @@
+"""Storage: the writer thread, columnar HDF5 shards and the dataset directory's manifests.
+
+Contents:
+    * :mod:`.writer` - :class:`DatasetWriter` (the thread), :class:`FlushPolicy`, :class:`Block`.
+    * :mod:`.shard` - :class:`ShardWriter` / :class:`ShardReader` (columnar HDF5).
+    * :mod:`.manifest` - the directory layout and atomic commits.
+"""
+
+from .manifest import DatasetFormatError
+from .writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece, WriterError
+
+__all__ = ["DatasetWriter", "FlushPolicy", "Block", "Piece", "EpisodeEnd", "WriterError", "DatasetFormatError"]

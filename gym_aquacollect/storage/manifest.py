@@ -1,0 +1,238 @@
+"""The dataset directory: its metadata file, per-writer manifests and atomic file updates.
+
+Contents:
+    * :data:`METADATA_FILE`, :data:`FORMAT_NAME`, :data:`FORMAT_VERSION` - the layout constants.
+    * :func:`atomic_write_json` - write-then-rename with fsync, so a crash leaves the old or the new file.
+    * :func:`init_dataset_dir` - create (or join, after a compatibility check) a dataset directory.
+    * :class:`ShardRecord` and :class:`Manifest` - what one writer has committed.
+    * :func:`read_dataset_dir` - the metadata plus every writer's committed shards.
+    * :func:`file_checksum` - the CRC32 stored for each finished shard.
+
+A dataset is a directory::
+
+    DIR/aquacollect.json              dataset metadata: spaces, env spec, user metadata, format version
+    DIR/manifests/<writer_id>.json    the shards that writer has committed (replaced atomically)
+    DIR/shards/<writer_id>-<seq>.h5   immutable once listed in a manifest
+
+A shard becomes part of the dataset only when its manifest entry is written, after the shard file was
+closed and fsynced. A crash therefore loses at most the shard being written (the unflushed tail), and
+any number of writers (threads or processes) can add to one directory without locks because each owns
+its manifest and its shard names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "METADATA_FILE",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "DatasetFormatError",
+    "atomic_write_json",
+    "init_dataset_dir",
+    "ShardRecord",
+    "Manifest",
+    "read_dataset_dir",
+    "file_checksum",
+    "new_writer_id",
+    "is_dataset_dir",
+]
+
+METADATA_FILE = "aquacollect.json"
+MANIFEST_DIR = "manifests"
+SHARD_DIR = "shards"
+FORMAT_NAME = "gym_aquacollect"
+FORMAT_VERSION = 1
+
+
+class DatasetFormatError(OSError):
+    """A dataset file is missing, corrupt or not of this format (the message names the file)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file, fsync, rename, fsync dir).
+
+    With ``exclusive=True`` the file is only created if absent (``os.link``); returns False if it existed.
+    """
+    path = Path(path)
+    data = json.dumps(obj, indent=1, sort_keys=False, allow_nan=True).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return True
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetFormatError(
+            f"{path}: not valid JSON ({e}). The file is corrupt; restore it from a copy, or delete it if it is "
+            "a manifest (its shards are then ignored)."
+        ) from None
+
+
+def file_checksum(path: Path | str, chunk: int = 8 << 20) -> str:
+    """``"crc32:<hex>"`` of a file's bytes."""
+    crc = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            crc = zlib.crc32(b, crc)
+    return f"crc32:{crc:08x}"
+
+
+def new_writer_id() -> str:
+    """A unique, time-sortable writer id (order of writers = order they started)."""
+    host = socket.gethostname().split(".")[0].replace("-", "")[:16] or "host"
+    return f"w{time.time_ns():019d}-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def is_dataset_dir(path: Path | str) -> bool:
+    return (Path(path) / METADATA_FILE).is_file()
+
+
+def _compatible(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    for key in ("observation_space", "action_space"):
+        if old.get(key) != new.get(key):
+            return (
+                f"its {key} is {json.dumps(old.get(key))[:300]} but this recorder's is "
+                f"{json.dumps(new.get(key))[:300]}"
+            )
+    return None
+
+
+def init_dataset_dir(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Create the dataset directory with ``meta`` as its metadata, or join an existing one.
+
+    Joining (another writer, or recording again into the same path) requires the same spaces; otherwise
+    a :class:`ValueError` names both. Returns the metadata in force.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a directory; choose another dataset path")
+    if path.is_dir() and any(path.iterdir()) and not is_dataset_dir(path):
+        raise FileExistsError(
+            f"{path} exists, is not empty and is not a gym_aquacollect dataset (no {METADATA_FILE}); "
+            "choose an empty or new directory"
+        )
+    (path / MANIFEST_DIR).mkdir(parents=True, exist_ok=True)
+    (path / SHARD_DIR).mkdir(exist_ok=True)
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
+    if atomic_write_json(path / METADATA_FILE, meta, exclusive=True):
+        return meta
+    existing = _read_json(path / METADATA_FILE)
+    why = _compatible(existing, meta)
+    if why:
+        raise ValueError(
+            f"{path} already holds a dataset recorded from a different env: {why}. Record into a new path."
+        )
+    return existing
+
+
+@dataclass
+class ShardRecord:
+    """One committed (closed, fsynced, immutable) shard file."""
+
+    file: str
+    n_obs_rows: int
+    n_step_rows: int
+    n_segments: int
+    n_episodes_ended: int
+    size: int
+    checksum: str | None = None
+
+
+@dataclass
+class Manifest:
+    """What one writer has committed. Replaced atomically on each commit."""
+
+    writer_id: str
+    created: float = field(default_factory=time.time)
+    shards: list[ShardRecord] = field(default_factory=list)
+    closed: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, root: Path) -> None:
+        atomic_write_json(Path(root) / MANIFEST_DIR / f"{self.writer_id}.json", asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        d = _read_json(path)
+        try:
+            return cls(
+                writer_id=d["writer_id"],
+                created=d.get("created", 0.0),
+                shards=[ShardRecord(**s) for s in d.get("shards", [])],
+                closed=bool(d.get("closed", False)),
+                info=d.get("info", {}),
+            )
+        except (KeyError, TypeError) as e:
+            raise DatasetFormatError(f"{path}: manifest is malformed ({e!r}); delete it to drop its shards") from None
+
+
+def read_dataset_dir(path: Path | str) -> tuple[dict[str, Any], list[Manifest]]:
+    """The metadata and all manifests (sorted by writer id, i.e. start time) of a dataset directory."""
+    path = Path(path)
+    meta_path = path / METADATA_FILE
+    if not meta_path.is_file():
+        raise DatasetFormatError(f"{path}: not a gym_aquacollect dataset (no {METADATA_FILE})")
+    meta = _read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise DatasetFormatError(f"{meta_path}: not a gym_aquacollect metadata file")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise DatasetFormatError(
+            f"{meta_path}: format version {meta['format_version']} is newer than this gym_aquacollect "
+            f"supports ({FORMAT_VERSION}); upgrade gym_aquacollect"
+        )
+    manifests = []
+    mdir = path / MANIFEST_DIR
+    if mdir.is_dir():
+        for p in sorted(mdir.glob("*.json")):
+            manifests.append(Manifest.load(p))
+    return meta, manifests

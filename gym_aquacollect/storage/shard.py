@@ -1,0 +1,217 @@
+"""Columnar HDF5 shard files: many episodes per file, one appendable chunked dataset per column.
+
+Contents:
+    * :func:`compression_kwargs` - h5py filter arguments for ``None`` / ``"lzf"`` / ``"gzip"`` / ``("gzip", level)``.
+    * :class:`ShardWriter` - appends rows to the columns of one shard and keeps its episode index.
+    * :class:`ShardReader` - reads an index and row ranges back, with errors that name the file.
+
+Layout of one shard::
+
+    /obs/<column>        rows with one entry per observation (T+1 per episode): observations, infos
+    /step/<column>       rows with one entry per step (T per episode): actions, rewards, flags, extras
+    /index/segments      int64 (S, 5): episode key, obs_start, obs_count, step_start, step_count
+    /index/episode_key   int64 (E,)  episodes that *ended* in this shard, in the order they ended
+    /index/episode_length, /index/episode_return, /index/episode_flags (bit 0 terminated, bit 1 truncated)
+    /index/episode_meta  utf-8 JSON per episode (seed, options, env_index, user metadata, ...)
+
+Creating HDF5 objects costs ~0.3 ms each, so a shard holds thousands of episodes in a handful of
+datasets instead of one group per episode (Minari's layout). An episode that is still running when a
+shard is committed continues in the next shard as another segment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .manifest import DatasetFormatError
+
+__all__ = ["compression_kwargs", "ShardWriter", "ShardReader", "STR_H5"]
+
+STR_H5 = h5py.string_dtype("utf-8")
+_CHUNK_BYTES = 1 << 20
+_SEG_COLS = 5
+
+
+def compression_kwargs(compression: Any) -> dict[str, Any]:
+    """Translate a user compression setting into h5py ``create_dataset`` keyword arguments."""
+    if compression is None or compression is False or compression == "none":
+        return {}
+    if compression == "lzf":
+        return {"compression": "lzf"}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 4}
+    if isinstance(compression, (tuple, list)) and len(compression) == 2 and compression[0] == "gzip":
+        level = int(compression[1])
+        if not 0 <= level <= 9:
+            raise ValueError(f"gzip level must be 0..9, got {level}")
+        return {"compression": "gzip", "compression_opts": level}
+    raise ValueError(
+        f"compression={compression!r} is not supported: use None, 'lzf', 'gzip' or ('gzip', level)"
+    )
+
+
+def _h5_dtype(dtype: np.dtype) -> Any:
+    return STR_H5 if dtype == np.dtype(object) else dtype
+
+
+class ShardWriter:
+    """Append-only writer for one shard file (owned by the writer thread)."""
+
+    def __init__(self, path: Path, compression: Any = None, *, attrs: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self._ckw = compression_kwargs(compression)
+        self.file = h5py.File(self.path, "w", rdcc_nbytes=32 << 20, rdcc_nslots=10007)
+        for k, v in (attrs or {}).items():
+            self.file.attrs[k] = v
+        self.rows = {"obs": 0, "step": 0}
+        self._ds: dict[str, h5py.Dataset] = {}
+        self._cap: dict[str, int] = {}
+        self.segments: list[list[int]] = []
+        self.ended: list[tuple[int, int, float, int, str]] = []
+        self.nbytes = 0
+
+    # -- columns ---------------------------------------------------------------------------------------
+    def _dataset(self, kind: str, name: str, arr: np.ndarray, need: int) -> h5py.Dataset:
+        full = f"{kind}/{name}"
+        ds = self._ds.get(full)
+        if ds is None:
+            row_shape, dtype = arr.shape[1:], arr.dtype
+            row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * (16 if dtype.kind == 'O' else dtype.itemsize))
+            chunk_rows = int(max(1, min(_CHUNK_BYTES // row_bytes, 1 << 16, max(64, 1 << int(need).bit_length()))))
+            kw = dict(self._ckw) if row_bytes * chunk_rows >= 256 and dtype.kind != 'O' else {}
+            ds = self.file.create_dataset(
+                full, shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=_h5_dtype(dtype),
+                chunks=(chunk_rows, *row_shape), **kw,
+            )
+            self._ds[full] = ds
+            self._cap[full] = 0
+        return ds
+
+    def append(self, kind: str, cols: dict[str, np.ndarray], n: int) -> int:
+        """Append ``n`` rows (``cols`` hold at least ``n`` rows each) to ``kind``; returns the start row.
+
+        Columns not given keep their fill value (0 / False / "") on these rows.
+        """
+        start = self.rows[kind]
+        end = start + n
+        if n:
+            for name, arr in cols.items():
+                ds = self._dataset(kind, name, arr, end)
+                full = f"{kind}/{name}"
+                if self._cap[full] < end:
+                    cap = max(end, self._cap[full] * 2)
+                    ds.resize(cap, axis=0)
+                    self._cap[full] = cap
+                data = arr[:n]
+                ds[start:end] = data
+                self.nbytes += data.nbytes if data.dtype.kind != 'O' else 16 * n
+        self.rows[kind] = end
+        return start
+
+    def add_segment(self, key: int, obs_start: int, obs_n: int, step_start: int, step_n: int) -> None:
+        last = self.segments[-1] if self.segments else None
+        if (
+            last is not None and last[0] == key
+            and last[1] + last[2] == obs_start and last[3] + last[4] == step_start
+        ):
+            last[2] += obs_n
+            last[4] += step_n
+        else:
+            self.segments.append([key, obs_start, obs_n, step_start, step_n])
+
+    def add_episode_end(self, key: int, length: int, ret: float, flags: int, meta: dict[str, Any]) -> None:
+        self.ended.append((key, length, ret, flags, json.dumps(meta, default=repr)))
+
+    # -- finish ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Trim columns to their row counts, write the index and close the file."""
+        f = self.file
+        for full, ds in self._ds.items():
+            kind = full.split("/", 1)[0]
+            if ds.shape[0] != self.rows[kind]:
+                ds.resize(self.rows[kind], axis=0)
+        seg = np.asarray(self.segments, dtype=np.int64).reshape(-1, _SEG_COLS)
+        f.create_dataset("index/segments", data=seg)
+        e = self.ended
+        f.create_dataset("index/episode_key", data=np.asarray([x[0] for x in e], dtype=np.int64))
+        f.create_dataset("index/episode_length", data=np.asarray([x[1] for x in e], dtype=np.int64))
+        f.create_dataset("index/episode_return", data=np.asarray([x[2] for x in e], dtype=np.float64))
+        f.create_dataset("index/episode_flags", data=np.asarray([x[3] for x in e], dtype=np.uint8))
+        f.create_dataset("index/episode_meta", data=np.asarray([x[4] for x in e], dtype=object), dtype=STR_H5)
+        f.attrs["n_obs_rows"] = self.rows["obs"]
+        f.attrs["n_step_rows"] = self.rows["step"]
+        f.flush()
+        f.close()
+
+    def abort(self) -> None:
+        """Close without finishing (the file is then not part of the dataset)."""
+        try:
+            self.file.close()
+        except Exception:  # noqa: BLE001 - the file is discarded anyway
+            pass
+
+
+class ShardReader:
+    """Read access to one committed shard. Every h5py failure becomes a :class:`DatasetFormatError`
+    naming the file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(self.path, "r", rdcc_nbytes=16 << 20)
+            idx = self.file["index"]
+            self.segments = np.asarray(idx["segments"][()], dtype=np.int64).reshape(-1, _SEG_COLS)
+            self.episode_key = idx["episode_key"][()]
+            self.episode_length = idx["episode_length"][()]
+            self.episode_return = idx["episode_return"][()]
+            self.episode_flags = idx["episode_flags"][()]
+            self._meta_ds = idx["episode_meta"]
+            self.columns = {kind: self._walk(kind) for kind in ("obs", "step")}
+        except DatasetFormatError:
+            raise
+        except FileNotFoundError:
+            raise DatasetFormatError(f"{self.path}: shard file is missing (listed in a manifest)") from None
+        except (OSError, KeyError, ValueError, RuntimeError) as e:
+            raise DatasetFormatError(
+                f"{self.path}: shard file is corrupt or truncated ({type(e).__name__}: {e}). "
+                "Run `aquacollect validate` on the dataset; other shards stay readable."
+            ) from None
+
+    def _walk(self, kind: str) -> dict[str, h5py.Dataset]:
+        out: dict[str, h5py.Dataset] = {}
+        if kind not in self.file:
+            return out
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj
+
+        self.file[kind].visititems(visit)
+        return out
+
+    def episode_meta(self, i: int) -> dict[str, Any]:
+        raw = self._meta_ds[i]
+        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+    def read(self, kind: str, name: str, start: int, count: int) -> np.ndarray:
+        try:
+            ds = self.columns[kind][name]
+            if ds.dtype.kind == "O":
+                return np.asarray(ds.asstr()[start:start + count], dtype=object)
+            return ds[start:start + count]
+        except (OSError, ValueError, RuntimeError) as e:
+            raise DatasetFormatError(
+                f"{self.path}: cannot read column {kind}/{name} rows {start}..{start + count} "
+                f"({type(e).__name__}: {e}); the shard is corrupt"
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except Exception:  # noqa: BLE001
+            pass

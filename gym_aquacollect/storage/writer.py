@@ -1,0 +1,300 @@
+"""The background writer thread: the only code that touches dataset files while recording.
+
+Contents:
+    * :class:`Piece`, :class:`EpisodeEnd`, :class:`Block` - what collectors hand over: column rows of one
+      or more episodes (each episode's rows contiguous), and the episodes that ended.
+    * :class:`FlushPolicy` - when finished data becomes durable (steps / seconds / episode end).
+    * :class:`DatasetWriter` - owns the thread, the open shard and this writer's manifest.
+    * :class:`WriterError` - a failure in the writer thread, raised in the user's thread.
+
+Durability: data handed over goes into an open shard. A *commit* closes that shard, fsyncs it, stores its
+CRC32 and lists it in the writer's manifest (atomic rename). Only committed shards are part of the
+dataset, so a SIGKILL loses at most what was handed over since the last commit. Commits happen on the
+:class:`FlushPolicy`, on :meth:`DatasetWriter.flush` and on :meth:`DatasetWriter.close`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from loguru import logger
+
+from .manifest import SHARD_DIR, Manifest, ShardRecord, file_checksum, init_dataset_dir, new_writer_id
+from .shard import ShardWriter, compression_kwargs
+
+__all__ = ["Piece", "EpisodeEnd", "Block", "FlushPolicy", "DatasetWriter", "WriterError"]
+
+
+class WriterError(RuntimeError):
+    """The background writer failed; earlier committed data is intact, later data was not stored."""
+
+
+@dataclass
+class Piece:
+    """Rows of one episode inside a block (offsets relative to the block)."""
+
+    key: int
+    obs_start: int
+    obs_n: int
+    step_start: int
+    step_n: int
+
+
+@dataclass
+class EpisodeEnd:
+    """An episode that finished; ``flags`` bit 0 = terminated, bit 1 = truncated."""
+
+    key: int
+    length: int
+    ret: float
+    flags: int
+    meta: dict[str, Any]
+
+
+@dataclass
+class Block:
+    """A batch of rows for the writer. Arrays hold at least ``n_obs`` / ``n_step`` rows."""
+
+    obs: dict[str, np.ndarray]
+    step: dict[str, np.ndarray]
+    n_obs: int
+    n_step: int
+    pieces: list[Piece] = field(default_factory=list)
+    ends: list[EpisodeEnd] = field(default_factory=list)
+    on_written: Callable[[], None] | None = None
+
+
+@dataclass
+class FlushPolicy:
+    """When to commit (make durable) what was handed over.
+
+    Args:
+        every_steps: commit after this many steps were written (None: no step trigger).
+        every_seconds: commit when this much time passed since the last commit (None: no timer).
+        on_episode_end: commit after every finished episode (safest, one shard per episode: slow for
+            short episodes).
+        max_shard_bytes: start a new shard past this many bytes of column data.
+    """
+
+    every_steps: int | None = None
+    every_seconds: float | None = 30.0
+    on_episode_end: bool = False
+    max_shard_bytes: int = 1 << 30
+
+    @classmethod
+    def coerce(cls, value: FlushPolicy | dict[str, Any] | None) -> FlushPolicy:
+        if value is None:
+            return cls()
+        if isinstance(value, FlushPolicy):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise TypeError(f"flush_policy must be a FlushPolicy or a dict of its fields, got {type(value).__name__}")
+
+
+_CLOSE = object()
+
+
+class DatasetWriter:
+    """Writes blocks into a dataset directory from a background thread.
+
+    Args:
+        path: the dataset directory (created if needed; joined if it already holds a compatible dataset).
+        meta: dataset metadata (spaces, env spec, user metadata) for ``aquacollect.json``.
+        compression: None, "lzf", "gzip" or ("gzip", level).
+        flush_policy: a :class:`FlushPolicy` (or dict of its fields).
+        writer_id: this writer's id (default: a new unique, time-sortable id).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        meta: dict[str, Any],
+        *,
+        compression: Any = None,
+        flush_policy: FlushPolicy | dict[str, Any] | None = None,
+        writer_id: str | None = None,
+    ) -> None:
+        compression_kwargs(compression)  # validate early, in the caller's thread
+        self.path = Path(path)
+        self.meta = init_dataset_dir(self.path, meta)
+        self.compression = compression
+        self.policy = FlushPolicy.coerce(flush_policy)
+        self.writer_id = writer_id or new_writer_id()
+        self.manifest = Manifest(writer_id=self.writer_id)
+        self.manifest.save(self.path)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.failed = False
+        self._shard: ShardWriter | None = None
+        self._seq = 0
+        self._steps_since_commit = 0
+        self._last_commit = time.monotonic()
+        self.closed = False
+        self.stats = {"committed_shards": 0, "bytes": 0, "steps": 0, "episodes": 0}
+        self._thread = threading.Thread(target=self._run, name=f"aquacollect-writer-{self.writer_id[-6:]}",
+                                        daemon=True)
+        self._thread.start()
+        _LIVE.add(self)
+
+    # -- user thread API -------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise :class:`WriterError` if the writer thread has failed."""
+        if self.failed:
+            raise WriterError(
+                f"gym_aquacollect writer for {self.path} failed: {type(self.error).__name__}: {self.error}. "
+                "Data committed before the failure is intact; nothing after it was stored."
+            ) from self.error
+
+    def submit(self, item: Block | Callable[[DatasetWriter], None]) -> None:
+        """Hand a block (or a callable run in the writer thread with this writer) over; never blocks."""
+        self.check()
+        if self.closed:
+            raise RuntimeError(f"the writer for {self.path} is closed")
+        self._queue.put(item)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Commit everything submitted so far; returns once it is durable on disk."""
+        self._sync("flush", timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Commit, mark the manifest closed and stop the thread (idempotent)."""
+        if self.closed:
+            return
+        self._sync("close", timeout)
+        self.closed = True
+        self._thread.join(timeout)
+
+    def _sync(self, what: str, timeout: float | None) -> None:
+        if self.closed:
+            self.check()
+            return
+        done = threading.Event()
+        self._queue.put((what, done))
+        if not done.wait(timeout):
+            raise TimeoutError(f"gym_aquacollect writer for {self.path} did not {what} within {timeout} s")
+        self.check()
+
+    # -- writer thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if isinstance(item, tuple):
+                    what, done = item
+                    try:
+                        if not self.failed:
+                            self._commit(final=(what == "close"))
+                    except BaseException as e:  # noqa: BLE001 - surfaced through check()
+                        self._fail(e)
+                    finally:
+                        done.set()
+                    if what == "close":
+                        return
+                    continue
+                if self.failed:
+                    if isinstance(item, Block) and item.on_written:
+                        item.on_written()
+                    continue
+                if isinstance(item, Block):
+                    self.write_block(item)
+                else:
+                    item(self)
+                self._maybe_commit()
+            except BaseException as e:  # noqa: BLE001 - surfaced through check()
+                self._fail(e)
+
+    def _fail(self, e: BaseException) -> None:
+        logger.error("gym_aquacollect writer for {} failed: {}: {}", self.path, type(e).__name__, e)
+        self.error = e
+        self.failed = True
+        if self._shard is not None:
+            self._shard.abort()
+            try:
+                self._shard.path.unlink()
+            except OSError:
+                pass
+            self._shard = None
+
+    def _open_shard(self) -> ShardWriter:
+        if self._shard is None:
+            self._seq += 1
+            name = f"{self.writer_id}-{self._seq:06d}.h5"
+            self._shard = ShardWriter(
+                self.path / SHARD_DIR / name, self.compression,
+                attrs={"writer_id": self.writer_id, "seq": self._seq},
+            )
+        return self._shard
+
+    def write_block(self, block: Block) -> None:
+        """Write a block into the open shard (writer thread only; callables submitted may call it)."""
+        shard = self._open_shard()
+        obs0 = shard.append("obs", block.obs, block.n_obs)
+        step0 = shard.append("step", block.step, block.n_step)
+        for p in block.pieces:
+            shard.add_segment(p.key, obs0 + p.obs_start, p.obs_n, step0 + p.step_start, p.step_n)
+        for e in block.ends:
+            shard.add_episode_end(e.key, e.length, e.ret, e.flags, e.meta)
+        self._steps_since_commit += block.n_step
+        self.stats["steps"] += block.n_step
+        self.stats["episodes"] += len(block.ends)
+        if block.on_written is not None:
+            block.on_written()
+        if block.ends and self.policy.on_episode_end:
+            self._commit()
+
+    def _maybe_commit(self) -> None:
+        p = self.policy
+        if self._shard is None:
+            return
+        if (
+            (p.every_steps is not None and self._steps_since_commit >= p.every_steps)
+            or (p.every_seconds is not None and time.monotonic() - self._last_commit >= p.every_seconds)
+            or self._shard.nbytes >= p.max_shard_bytes
+        ):
+            self._commit()
+
+    def _commit(self, final: bool = False) -> None:
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            shard.close()
+            with open(shard.path, "rb+") as f:
+                os.fsync(f.fileno())
+            size = shard.path.stat().st_size
+            rec = ShardRecord(
+                file=f"{SHARD_DIR}/{shard.path.name}", n_obs_rows=shard.rows["obs"], n_step_rows=shard.rows["step"],
+                n_segments=len(shard.segments), n_episodes_ended=len(shard.ended), size=size,
+                checksum=file_checksum(shard.path),
+            )
+            self.manifest.shards.append(rec)
+            self.stats["committed_shards"] += 1
+            self.stats["bytes"] += size
+        if shard is not None or final:
+            self.manifest.closed = final
+            self.manifest.info = {"steps": self.stats["steps"], "episodes": self.stats["episodes"]}
+            self.manifest.save(self.path)
+        self._steps_since_commit = 0
+        self._last_commit = time.monotonic()
+
+
+_LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_writers() -> None:
+    """At interpreter exit, commit what open writers hold (a normal exit without close() loses nothing)."""
+    for w in list(_LIVE):
+        try:
+            w.close(timeout=60)
+        except Exception as e:  # noqa: BLE001
+            logger.error("gym_aquacollect: closing writer for {} at exit failed: {}", w.path, e)
