@@ -113,12 +113,42 @@ def record(env: gym.Env, n_episodes: int, *, seed: int = 0, policy=None, max_ste
     return MemoryDataset(eps, env.observation_space, env.action_space, env_spec=spec)
 
 
-def cartpole(n: int = 4, seed: int = 0) -> MemoryDataset:
-    return record(gym.make("CartPole-v1"), n, seed=seed)
+def record_real(env: gym.Env, path, n_episodes: int, *, seed: int = 0, teacher=None, policy=None):
+    """Record ``n_episodes`` with the real ``CollectingWrapper`` and open the result with ``load_dataset``."""
+    from gym_aquacollect import CollectingWrapper, load_dataset
+
+    with CollectingWrapper(env, path, teacher=teacher) as w:
+        w.action_space.seed(seed)
+        for e in range(n_episodes):
+            obs, _ = w.reset(seed=seed if e == 0 else None)
+            while True:
+                obs, _, term, trunc, _ = w.step(policy(obs) if policy else w.action_space.sample())
+                if term or trunc:
+                    break
+    return load_dataset(path)
 
 
-def nested(n: int = 3, seed: int = 0, channels: int = 3) -> MemoryDataset:
-    return record(NestedImageEnv(channels=channels), n, seed=seed)
+def _tmp(tmp_path, name):
+    import tempfile
+    from pathlib import Path
+
+    return Path(tmp_path or tempfile.mkdtemp()) / name
 
 
-__all__ = ["NestedImageEnv", "record", "cartpole", "nested", "concat_nested"]
+def cartpole(n: int = 4, seed: int = 0, tmp_path=None):
+    """CartPole-v1 recorded with CollectingWrapper (a real gym_aquacollect dataset)."""
+    return record_real(gym.make("CartPole-v1"), _tmp(tmp_path, f"cartpole{n}_{seed}"), n, seed=seed)
+
+
+def nested(n: int = 3, seed: int = 0, channels: int = 3, tmp_path=None):
+    """NestedImageEnv recorded with CollectingWrapper (Dict/Tuple/Text/image observations, Dict actions)."""
+    return record_real(NestedImageEnv(channels=channels), _tmp(tmp_path, f"nested{n}_{seed}_{channels}"), n, seed=seed)
+
+
+def pendulum(n: int = 4, seed: int = 3, tmp_path=None, teacher=None):
+    """Pendulum-v1 (Box obs and actions, 7-step episodes) recorded with CollectingWrapper."""
+    env = gym.make("Pendulum-v1", max_episode_steps=7)
+    return record_real(env, _tmp(tmp_path, f"pendulum{n}_{seed}_{teacher is not None}"), n, seed=seed, teacher=teacher)
+
+
+__all__ = ["NestedImageEnv", "record", "record_real", "cartpole", "nested", "pendulum", "concat_nested"]

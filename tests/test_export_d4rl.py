@@ -34,7 +34,7 @@ def test_cartpole_d4rl_with_d3rlpy(tmp_path):
     d3rlpy = pytest.importorskip("d3rlpy")
     from d3rlpy.dataset import MDPDataset
 
-    src = cartpole(5)
+    src = cartpole(5, tmp_path=tmp_path)
     path = write_d4rl(src, tmp_path / "cp.hdf5")
     obs, nxt, act = _d4rl_invariants(path, src)
     assert obs.shape[1:] == src.observation_space.shape and act.shape == (src.total_steps,)
@@ -73,7 +73,7 @@ def test_flags_both_set_and_unfinished_episode(tmp_path):
 
 
 def test_nested_obs_flattened_like_gymnasium_and_roundtrip(tmp_path):
-    src = nested(2)
+    src = nested(2, tmp_path=tmp_path)
     with pytest.raises(ExportError, match="Text"):
         write_d4rl(src, tmp_path / "n.hdf5")
     from tests._formats_util import NestedImageEnv

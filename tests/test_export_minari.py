@@ -34,8 +34,8 @@ def _jpeg_roundtrip(frames, quality=95):
     return np.stack(out)
 
 
-def test_cartpole_minari_roundtrip_with_real_minari(minari_root):
-    src = cartpole(4)
+def test_cartpole_minari_roundtrip_with_real_minari(minari_root, tmp_path):
+    src = cartpole(4, tmp_path=tmp_path)
     path = to_minari(src, "aqua/cartpole/random-v0")
     assert path == minari_root / "aqua/cartpole/random-v0"
     ds = minari.load_dataset("aqua/cartpole/random-v0")
@@ -64,8 +64,8 @@ def test_cartpole_minari_roundtrip_with_real_minari(minari_root):
     np.testing.assert_array_equal(obs, src[0].observations[0])  # spec recreates CartPole; seed 0 = episode 0
 
 
-def test_nested_image_dataset_jpeg_rule_and_import(minari_root):
-    src = nested(3)
+def test_nested_image_dataset_jpeg_rule_and_import(minari_root, tmp_path):
+    src = nested(3, tmp_path=tmp_path)
     to_minari(src, "aqua/nested-v1")
     ds = minari.load_dataset("aqua/nested-v1")
     assert ds.observation_space == src.observation_space
@@ -94,8 +94,8 @@ def test_nested_image_dataset_jpeg_rule_and_import(minari_root):
     assert ep0.metadata["seed"] == 0
 
 
-def test_raw_images_need_minari_054(minari_root):
-    src = nested(2, channels=4)  # RGBA-like frames cannot be JPEG-encoded
+def test_raw_images_need_minari_054(minari_root, tmp_path):
+    src = nested(2, channels=4, tmp_path=tmp_path)  # RGBA-like frames cannot be JPEG-encoded
     with pytest.raises(ExportError, match="jpeg_encoding=False"):
         to_minari(src, "aqua/rgba-v0")
     assert not (minari_root / "aqua/rgba-v0").exists()  # nothing half-written under the final name
@@ -105,22 +105,22 @@ def test_raw_images_need_minari_054(minari_root):
 
 
 def test_ids_and_existing_datasets_are_checked(minari_root, tmp_path):
-    src = cartpole(1)
+    src = cartpole(1, tmp_path=tmp_path)
     for bad in ("t/x-v0", "nover", "a b-v0"):
         with pytest.raises(ValueError, match="invalid Minari dataset id"):
             write_minari(src, tmp_path, bad)
     to_minari(src, "aqua/one-v0")
     with pytest.raises(FileExistsError):
         to_minari(src, "aqua/one-v0")
-    to_minari(cartpole(2), "aqua/one-v0", overwrite=True)
+    to_minari(cartpole(2, tmp_path=tmp_path), "aqua/one-v0", overwrite=True)
     assert len(minari.load_dataset("aqua/one-v0")) == 2
 
 
-def test_space_json_matches_minari_serializer():
+def test_space_json_matches_minari_serializer(tmp_path):
     from gymnasium import spaces
 
     for space in [spaces.Box(-np.inf, np.inf, (2, 3)), spaces.Discrete(5, start=-2), spaces.MultiDiscrete([3, 4]),
                   spaces.MultiBinary([2, 3]), spaces.Text(8, min_length=2, charset="xyz"),
-                  nested(1).observation_space, spaces.Tuple((spaces.Discrete(2), spaces.Box(0, 1, (1,))))]:
+                  nested(1, tmp_path=tmp_path).observation_space, spaces.Tuple((spaces.Discrete(2), spaces.Box(0, 1, (1,))))]:
         assert json.loads(minari_space_json(space)) == json.loads(minari.serialization.serialize_space(space))
         assert minari.serialization.deserialize_space(minari_space_json(space)) == space

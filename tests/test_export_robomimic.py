@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -13,18 +14,30 @@ from gymnasium import spaces
 from gym_aquacollect.formats import ExportError, export_for_teacher_student
 from gym_aquacollect.formats._common import MemoryDataset, nested_equal
 from gym_aquacollect.formats.robomimic import read_robomimic, write_robomimic
-from tests._formats_util import cartpole, nested, record
+from tests._formats_util import cartpole, nested, record_real
 
 
-def _arm_dataset(n=4, teacher=False):
-    import gymnasium as gym
+class _SuccessInfo(gym.Wrapper):
+    """Pendulum with ``info["is_success"]`` on every step: True in even-numbered episodes."""
 
-    env = gym.make("Pendulum-v1", max_episode_steps=7)
+    def __init__(self, env):
+        super().__init__(env)
+        self.n = -1
+
+    def reset(self, **kw):
+        self.n += 1
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        obs, r, te, tr, info = self.env.step(action)
+        return obs, r, te, tr, {**info, "is_success": self.n % 2 == 0}
+
+
+def _arm_dataset(tmp_path, n=4, teacher=False):
+    """Pendulum recorded with CollectingWrapper; even episodes succeed; optionally a teacher policy."""
+    env = _SuccessInfo(gym.make("Pendulum-v1", max_episode_steps=7))
     t = (lambda obs: np.clip(-obs[2:3] * 0.5, -2, 2).astype(np.float32)) if teacher else None
-    ds = record(env, n, seed=3, teacher=t)
-    for i, ep in enumerate(ds.iterate_episodes()):
-        ep.metadata["success"] = i % 2 == 0
-    return ds
+    return record_real(env, tmp_path / f"arm{n}{teacher}", n, seed=3, teacher=t)
 
 
 def _stub_torchvision():
@@ -59,7 +72,7 @@ def test_layout_and_isaaclab_handler(tmp_path):
         from isaaclab.utils.datasets import HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"isaaclab's dataset handler does not import: {e}")
-    src = _arm_dataset(12)
+    src = _arm_dataset(tmp_path, 12)
     path = export_for_teacher_student(src, tmp_path)
     h = HDF5DatasetFileHandler()
     h.open(str(path))
@@ -88,7 +101,7 @@ def test_layout_matches_isaaclab_writer(tmp_path):
         from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"isaaclab's dataset handler does not import: {e}")
-    src = _arm_dataset(1)
+    src = _arm_dataset(tmp_path, 1)
     ours = write_robomimic(src, tmp_path / "ours.hdf5")
     ref = HDF5DatasetFileHandler()
     ref.create(str(tmp_path / "ref.hdf5"), env_name="Pendulum-v1")
@@ -114,7 +127,7 @@ def test_layout_matches_isaaclab_writer(tmp_path):
 
 def test_robomimic_sequence_dataset(tmp_path):
     FileUtils, ObsUtils, SequenceDataset = _robomimic()
-    src = _arm_dataset(10)
+    src = _arm_dataset(tmp_path, 10)
     path = write_robomimic(src, tmp_path / "demos.hdf5", valid_fraction=0.2)
     ObsUtils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": ["observation"], "rgb": []}})
     meta = FileUtils.get_env_metadata_from_dataset(str(path))
@@ -134,7 +147,7 @@ def test_robomimic_sequence_dataset(tmp_path):
 
 
 def test_only_successful_and_teacher_actions_roundtrip(tmp_path):
-    src = _arm_dataset(5, teacher=True)
+    src = _arm_dataset(tmp_path, 5, teacher=True)
     path = export_for_teacher_student(src, tmp_path, only_successful=True, actions="teacher")
     with h5py.File(path) as f:
         assert len(f["data"]) == 3  # episodes 0, 2, 4
@@ -149,14 +162,14 @@ def test_only_successful_and_teacher_actions_roundtrip(tmp_path):
         np.testing.assert_array_equal(a.rewards, b.rewards)
         assert a.metadata["success"] is True
     with pytest.raises(ExportError, match="teacher_actions"):
-        write_robomimic(cartpole(1), tmp_path / "x.hdf5", actions="teacher")
+        write_robomimic(cartpole(1, tmp_path=tmp_path), tmp_path / "x.hdf5", actions="teacher")
     with pytest.raises(ExportError, match="no successful"):
-        write_robomimic(cartpole(1), tmp_path / "y.hdf5", only_successful=True)
+        write_robomimic(cartpole(1, tmp_path=tmp_path), tmp_path / "y.hdf5", only_successful=True)
     assert not (tmp_path / "y.hdf5").exists()
 
 
 def test_nested_obs_and_discrete_actions_roundtrip(tmp_path):
-    src = nested(3)
+    src = nested(3, tmp_path=tmp_path)
     path = write_robomimic(src, tmp_path / "n.hdf5")
     with h5py.File(path) as f:
         assert set(f["data/demo_0/obs"].keys()) == {"pos", "t", "img"}
@@ -165,7 +178,7 @@ def test_nested_obs_and_discrete_actions_roundtrip(tmp_path):
     back = read_robomimic(path)
     for a, b in zip(back.iterate_episodes(), src.iterate_episodes()):
         assert nested_equal(a.observations, b.observations) and nested_equal(a.actions, b.actions)
-    cp = cartpole(2)
+    cp = cartpole(2, tmp_path=tmp_path)
     p2 = write_robomimic(cp, tmp_path / "cp.hdf5")
     with h5py.File(p2) as f:
         assert f["data/demo_0/actions"].shape == (len(cp[0]), 1)

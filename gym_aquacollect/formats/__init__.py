@@ -203,12 +203,14 @@ def _load_d4rl(path, **kw):
     return read_d4rl(path)
 
 
-register_backend(_FnBackend("minari", _export_minari, _can_load_minari, _load_minari, "Minari dataset (HDF5)"))
-register_backend(_FnBackend("robomimic", _export_robomimic, _can_load_robomimic, _load_robomimic,
-                            "robomimic / Isaac Lab demo HDF5"))
-register_backend(_FnBackend("d4rl", _export_d4rl, _can_load_d4rl, _load_d4rl, "D4RL flat HDF5"))
-for _fmt in ("npz", "pickle", "hdf5"):
-    register_backend(_FnBackend(_fmt, *_traj(_fmt), f"trajectory file ({_fmt})"))
+MINARI = register_backend(_FnBackend("minari", _export_minari, _can_load_minari, _load_minari,
+                                     "Minari dataset (HDF5)"))
+ROBOMIMIC = register_backend(_FnBackend("robomimic", _export_robomimic, _can_load_robomimic, _load_robomimic,
+                                        "robomimic / Isaac Lab demo HDF5"))
+D4RL = register_backend(_FnBackend("d4rl", _export_d4rl, _can_load_d4rl, _load_d4rl, "D4RL flat HDF5"))
+NPZ = register_backend(_FnBackend("npz", *_traj("npz"), "trajectory file (npz)"))
+PICKLE = register_backend(_FnBackend("pickle", *_traj("pickle"), "trajectory file (pickle; loading needs allow_pickle)"))
+HDF5 = register_backend(_FnBackend("hdf5", *_traj("hdf5"), "trajectory file (hdf5)"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,6 +250,23 @@ def open_foreign(source: str | os.PathLike, **kwargs: Any) -> Any | None:
                 return b.load(source)
             return b.load(source, **kwargs)
     return None
+
+
+def _load_dataset_hook(path: Any, **kwargs: Any) -> Any | None:
+    """The loader registered with :func:`gym_aquacollect.dataset.register_loader`."""
+    if not isinstance(path, (str, os.PathLike)):
+        return None
+    return open_foreign(path, **kwargs)
+
+
+def _register_with_load_dataset() -> None:
+    from gym_aquacollect.dataset import _LOADERS, register_loader
+
+    if _load_dataset_hook not in _LOADERS:
+        register_loader(_load_dataset_hook)
+
+
+_register_with_load_dataset()
 
 
 def export_for_offline_rl(dataset: Any, directory: str | os.PathLike, *, dataset_id: str | None = None,

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from gym_aquacollect.exports import ExportMixin
+
 __all__ = [
     "MemoryEpisode",
     "MemoryDataset",
@@ -107,7 +109,7 @@ class LazyEpisodes(Sequence):
         return self._load(i)
 
 
-class MemoryDataset:
+class MemoryDataset(ExportMixin):
     """The ``Dataset`` API over episodes that are not in gym_aquacollect's own storage.
 
     Importers return this for Minari, D4RL, robomimic / Isaac Lab and trajectory files, so the same code reads
@@ -209,27 +211,6 @@ class MemoryDataset:
             "max_episode_reward": stat(returns, np.max),
             "std_episode_reward": stat(returns, np.std),
         }
-
-    # -- exports (the same methods as the core Dataset) -------------------------------------------
-    def export_for_offline_rl(self, directory, **kwargs) -> dict[str, Path]:
-        from gym_aquacollect.formats import export_for_offline_rl
-
-        return export_for_offline_rl(self, directory, **kwargs)
-
-    def export_for_teacher_student(self, directory, **kwargs) -> Path:
-        from gym_aquacollect.formats import export_for_teacher_student
-
-        return export_for_teacher_student(self, directory, **kwargs)
-
-    def to_minari(self, dataset_id: str, **kwargs) -> Path:
-        from gym_aquacollect.formats.minari import to_minari
-
-        return to_minari(self, dataset_id, **kwargs)
-
-    def export_trajectories(self, path, format: str = "pickle", include_metadata: bool = True, **kwargs) -> Path:
-        from gym_aquacollect.formats.trajectories import export_trajectories
-
-        return export_trajectories(self, path, format=format, include_metadata=include_metadata, **kwargs)
 
     def __repr__(self) -> str:
         src = self.metadata.get("source_format", "memory")
