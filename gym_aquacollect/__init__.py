@@ -28,7 +28,7 @@ from .dataset import Dataset, Episode, load_dataset
 from .registration import register_envs
 from .replay import ReplayEnv, replay_actions
 from .storage import DatasetFormatError, FlushPolicy, WriterError
-from .wrappers import CollectingWrapper
+from .wrappers import CollectingVectorWrapper, CollectingWrapper
 
 register_envs()
 
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CollectingWrapper",
+    "CollectingVectorWrapper",
     "load_dataset",
     "Dataset",
     "Episode",

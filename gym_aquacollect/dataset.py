@@ -173,8 +173,9 @@ class Episode:
 
     def _flags(self, name: str) -> np.ndarray:
         a = self.column("step", name).astype(bool)
-        if name == "truncations" and self._ref.meta_at is None and len(a):
-            a[-1] = True  # a partial (crash-recovered) episode ends truncated
+        bit = _TRUNC if name == "truncations" else _TERM
+        if len(a) and self._ref.flags & bit:
+            a[-1] = True  # an episode interrupted by reset()/close()/a crash ends truncated
         return a
 
     @property

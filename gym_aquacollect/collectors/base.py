@@ -19,9 +19,11 @@ See ``examples/custom_collector.py``.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -38,6 +40,19 @@ from ..storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piec
 from .columns import DynamicColumns
 
 __all__ = ["DEFAULT_COMPRESSION", "BaseCollector", "env_info", "describe_env"]
+
+_LIVE_COLLECTORS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _end_live_collections() -> None:
+    """At interpreter exit, store what collectors still hold (an exit without close() loses nothing)."""
+    for c in list(_LIVE_COLLECTORS):
+        if c.collecting and not (c.writer is not None and (c.writer.failed or c.writer.closed)):
+            try:
+                c.end_collection()
+            except Exception:  # noqa: BLE001 - nothing sensible to do at exit
+                pass
 
 #: Default compression: LZF costs little CPU in the writer thread and still shrinks typical data.
 DEFAULT_COMPRESSION: Any = "lzf"
@@ -249,6 +264,7 @@ class BaseCollector:
         self._handoff_every = min(1.0, self.flush_policy.every_seconds or 1.0)
         self._new_block()
         self.collecting = True
+        _LIVE_COLLECTORS.add(self)
 
     def _open_writer(self) -> None:
         self.writer = DatasetWriter(self.dataset_path, self._dataset_meta(), compression=self.compression,

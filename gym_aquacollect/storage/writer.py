@@ -171,12 +171,14 @@ class DatasetWriter:
         """Commit, mark the manifest closed and stop the thread (idempotent)."""
         if self.closed:
             return
-        self._sync("close", timeout)
-        self.closed = True
-        self._thread.join(timeout)
+        try:
+            self._sync("close", timeout)
+        finally:
+            self.closed = True
+            self._thread.join(timeout)
 
     def _sync(self, what: str, timeout: float | None) -> None:
-        if self.closed:
+        if self.closed or not self._thread.is_alive():
             self.check()
             return
         done = threading.Event()
@@ -294,6 +296,8 @@ _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
 def _close_live_writers() -> None:
     """At interpreter exit, commit what open writers hold (a normal exit without close() loses nothing)."""
     for w in list(_LIVE):
+        if w.closed or w.failed:
+            continue
         try:
             w.close(timeout=60)
         except Exception as e:  # noqa: BLE001
