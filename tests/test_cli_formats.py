@@ -7,16 +7,12 @@ import numpy as np
 import pytest
 
 from gym_aquacollect import load_dataset
-from gym_aquacollect.cli_formats import main
+from gym_aquacollect.cli import main
 from tests._formats_util import cartpole
 
 
 def _main(argv):
-    try:
-        from gym_aquacollect.cli import main as full_main  # the core CLI, once it carries these subcommands
-    except ImportError:
-        full_main = None
-    return (full_main or main)(argv)
+    return main(argv)  # the real `aquacollect` entry point (gym_aquacollect.cli:main)
 
 
 def test_export_each_format(tmp_path, capsys, monkeypatch):
@@ -32,8 +28,8 @@ def test_export_each_format(tmp_path, capsys, monkeypatch):
         assert back.total_steps == src.total_steps, fmt
         np.testing.assert_array_equal(back[2].actions, src[2].actions)
     assert _main(["export", str(src.path), "--format", "d4rl"]) == 2  # --out missing
-    with pytest.raises(FileExistsError):
-        _main(["export", str(src.path), "--format", "d4rl", "--out", str(tmp_path / "x.hdf5")])
+    assert _main(["export", str(src.path), "--format", "d4rl", "--out", str(tmp_path / "x.hdf5")]) == 2
+    assert "already exists" in capsys.readouterr().err
     assert _main(["export", str(src.path), "--format", "d4rl", "--out", str(tmp_path / "x.hdf5"), "--overwrite"]) == 0
 
 
@@ -71,3 +67,14 @@ def test_replay_and_plot(tmp_path, capsys):
     png = tmp_path / "plots" / "returns.png"
     assert _main(["plot", str(src.path), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_console_script_help_lists_the_subcommands(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "gym_aquacollect.cli", "--help"], capture_output=True, text=True,
+                         cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    assert out.returncode == 0
+    for cmd in ("record", "info", "export", "validate", "replay", "plot"):
+        assert cmd in out.stdout
