@@ -113,3 +113,33 @@ def test_unknown_file_gives_a_clear_error(tmp_path):
         f["foo"] = np.zeros(3)
     with pytest.raises(Exception, match="x.h5"):
         load_dataset(p)
+
+
+def test_collector_exports_manual_api(tmp_path, monkeypatch):
+    """The seed's collector API: collect_step by hand, then export from the collector itself."""
+    pytest.importorskip("PIL")
+    import gymnasium as gym
+
+    from gym_aquacollect import RLCollector, env_info
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "mroot"))
+    env = gym.make("CartPole-v1")
+    c = RLCollector(name="manual", save_path=str(tmp_path))
+    c.initialize_configs(env_info(env))
+    c.start_collection()
+    obs, _ = env.reset(seed=0)
+    steps = 0
+    while steps < 40:
+        a = env.action_space.sample()
+        nxt, r, te, tr, info = env.step(a)
+        c.collect_step(observation=obs, action=a, reward=r, next_observation=nxt, done=te, truncated=tr, info=info)
+        steps += 1
+        obs = nxt
+        if te or tr:
+            obs, _ = env.reset()
+    c.end_collection()
+    out = c.export_for_offline_rl(tmp_path / "off")
+    assert load_dataset(out["d4rl"]).total_steps == 40
+    p = c.export_trajectories(tmp_path / "t.npz", format="npz")
+    _same(load_dataset(c.dataset_path), load_trajectories(p))
+    assert load_dataset(c.export_for_teacher_student(tmp_path / "ts")).total_steps == 40
