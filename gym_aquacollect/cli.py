@@ -185,4 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    # run the importable module's main: under `python -m`, optional subcommands register with it, not __main__
+    from gym_aquacollect.cli import main as _main
+
+    raise SystemExit(_main())

@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 from loguru import logger
 
+from ..exports import ExportMixin
 from ..spaces import SpaceCodec, serialize_space
 from ..storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece
 from .columns import DynamicColumns
@@ -121,7 +122,7 @@ def env_info(env: gym.Env) -> dict[str, Any]:
     }
 
 
-class BaseCollector:
+class BaseCollector(ExportMixin):
     """The sink that wrappers hand each step to; by default it streams every step to disk.
 
     Args:
@@ -506,6 +507,13 @@ class BaseCollector:
             self._infos.copy_row_from(info_cols, info_masks, row, 0)
             self._no = 1
             self._piece_o, self._piece_s = 0, 0
+
+    def _export_source(self) -> Any:
+        """The exporters (``export_for_offline_rl`` & co.) read what is on disk: flush, then open it."""
+        from ..dataset import load_dataset
+
+        self.flush()
+        return load_dataset(self.dataset_path)
 
     def flush(self) -> None:
         """Make everything recorded so far durable (returns once it is on disk)."""
