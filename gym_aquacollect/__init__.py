@@ -6,6 +6,8 @@ Contents:
     * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`,
       :class:`TrajectoryCollector`, :class:`BufferCollector`, and the seed's :class:`UnitConfig`.
     * :func:`env_info` - what a collector's ``initialize_configs`` takes.
+    * :class:`ReplayEnv`, :func:`replay_actions` - play a dataset back as an env (registered as
+      ``AquaCollect/Replay-v0``), re-execute recorded actions; exporters in :mod:`gym_aquacollect.formats`.
 
 Example:
     >>> import tempfile, gymnasium as gym
@@ -24,13 +26,18 @@ Example:
 
 from .collectors import BaseCollector, BufferCollector, RLCollector, TrajectoryCollector, UnitConfig, env_info
 from .dataset import Dataset, Episode, load_dataset
+from .registration import register_envs
+from .replay import ReplayEnv, replay_actions
 from .storage import DatasetFormatError, FlushPolicy, WriterError
-from .wrappers import CollectingWrapper
+from .wrappers import CollectingVectorWrapper, CollectingWrapper
+
+register_envs()
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CollectingWrapper",
+    "CollectingVectorWrapper",
     "load_dataset",
     "Dataset",
     "Episode",
@@ -43,5 +50,7 @@ __all__ = [
     "FlushPolicy",
     "WriterError",
     "DatasetFormatError",
+    "ReplayEnv",
+    "replay_actions",
     "__version__",
 ]

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from .exports import ExportMixin
 from .spaces import SpaceCodec, deserialize_space
 from .storage.manifest import DatasetFormatError, is_dataset_dir, read_dataset_dir
 from .storage.shard import ShardReader
@@ -172,8 +173,9 @@ class Episode:
 
     def _flags(self, name: str) -> np.ndarray:
         a = self.column("step", name).astype(bool)
-        if name == "truncations" and self._ref.meta_at is None and len(a):
-            a[-1] = True  # a partial (crash-recovered) episode ends truncated
+        bit = _TRUNC if name == "truncations" else _TERM
+        if len(a) and self._ref.flags & bit:
+            a[-1] = True  # an episode interrupted by reset()/close()/a crash ends truncated
         return a
 
     @property
@@ -197,7 +199,7 @@ class Episode:
                 "infos": self.infos, "extras": self.extras, "metadata": self.metadata}
 
 
-class Dataset:
+class Dataset(ExportMixin):
     """The episodes of a gym_aquacollect dataset directory (see :func:`load_dataset`).
 
     Args:

@@ -2,8 +2,12 @@
 
 Contents:
     * :class:`CollectingWrapper` - single Gymnasium envs.
+    * :class:`CollectingVectorWrapper` - Gymnasium vector envs and Isaac Lab batched tasks.
+    * :class:`CollectingIsaacLabWrapper` - what ``CollectingVectorWrapper`` returns for Isaac Lab tasks.
 """
 
+from .isaaclab import CollectingIsaacLabWrapper
 from .single import CollectingWrapper
+from .vector import CollectingVectorWrapper
 
-__all__ = ["CollectingWrapper"]
+__all__ = ["CollectingWrapper", "CollectingVectorWrapper", "CollectingIsaacLabWrapper"]
