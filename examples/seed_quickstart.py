@@ -28,7 +28,7 @@ collector.start_collection()
 
 # Collect data
 observation, info = env.reset()
-for step in range(1000):
+for step in range(1000):  # noqa: B007 - the seed's code, verbatim
     action = {'action': np.random.randint(0, 2, size=(1, 1, 1))}
     next_observation, reward, done, truncated, info = env.step(action)
 

@@ -41,7 +41,7 @@ class ScriptedEnv(gym.Env):
 
 
 def record(collector, episodes=EPISODES, steps_after=0):
-    with CollectingWrapper(ScriptedEnv(episodes), collector=collector) as env:
+    with CollectingWrapper(ScriptedEnv(list(episodes) + [(10**9, 1.0, True)]), collector=collector) as env:
         for k in range(len(episodes)):
             env.reset(seed=k)
             while True:

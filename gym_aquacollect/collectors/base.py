@@ -575,7 +575,7 @@ class BaseCollector(ExportMixin):
         self.record_step(self._adapt_act(action), self._adapt_obs(next_observation), reward, done, truncated,
                          info, extras or None)
 
-    # -- persistence and export (the seed's save/load and export API) -----------------------------------
+    # -- persistence (the seed's save/load; the exporters come from ExportMixin) -------------------------
     def save(self) -> Path:
         """Make everything recorded so far durable; returns the dataset directory."""
         self.flush()
@@ -590,31 +590,6 @@ class BaseCollector(ExportMixin):
             path = self.dataset_path
         return load_dataset(path, **kwargs)
 
-    def _delegate(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        ds = self.load()
-        fn = getattr(ds, method, None)
-        if fn is None:
-            raise NotImplementedError(
-                f"{type(self).__name__}.{method} delegates to Dataset.{method}, which this installation of "
-                f"gym_aquacollect does not provide (gym_aquacollect.dataset.Dataset.{method} is missing)"
-            )
-        return fn(*args, **kwargs)
-
-    def export_for_offline_rl(self, output_dir: str | Path, **kwargs: Any) -> Any:
-        """Flush, then ``load_dataset(self.dataset_path).export_for_offline_rl(output_dir, ...)``."""
-        return self._delegate("export_for_offline_rl", output_dir, **kwargs)
-
-    def export_for_teacher_student(self, output_dir: str | Path, **kwargs: Any) -> Any:
-        """Flush, then ``load_dataset(self.dataset_path).export_for_teacher_student(output_dir, ...)``."""
-        return self._delegate("export_for_teacher_student", output_dir, **kwargs)
-
-    def export_trajectories(self, path: str | Path, format: str = "pickle", include_metadata: bool = True,
-                            **kwargs: Any) -> Any:
-        """Flush, then ``load_dataset(self.dataset_path).export_trajectories(path, format=..., ...)``."""
-        return self._delegate("export_trajectories", path, format=format, include_metadata=include_metadata,
-                              **kwargs)
-
-    # -- statistics ------------------------------------------------------------------------------------
     def get_dataset_statistics(self) -> dict[str, Any]:
         """Statistics of the episodes recorded so far (finished ones)."""
         from ..dataset import episode_statistics

@@ -36,7 +36,7 @@ import psutil
 from loguru import logger
 
 from ..storage.writer import Block, EpisodeEnd, Piece
-from .base import _TERM, _TRUNC, DEFAULT_COMPRESSION, BaseCollector, _jsonable
+from .base import _LIVE_COLLECTORS, _TERM, _TRUNC, DEFAULT_COMPRESSION, BaseCollector, _jsonable
 from .columns import DynamicColumns
 
 __all__ = ["BufferCollector", "BufferOverflowError"]
@@ -209,6 +209,7 @@ class BufferCollector(BaseCollector):
         if self.collecting:
             return
         self._open_writer()
+        self._wstate = self.writer
         cs, co = self._capacity()
         self._Cs, self._Co = cs, co
         self._o = self._obs_codec.allocate(co)
@@ -236,12 +237,14 @@ class BufferCollector(BaseCollector):
         self._frozen = False
         self._poll_interval = getattr(self, "_poll_interval", 0.05)
         self._ep_key = -1
-        self._ep_open = self._ep_done = False
+        self._ep_open = self._ep_done = self._fast = False
         self._ep_recording = True
+        self._skip_len, self._skip_ret = 0, 0.0
         self._episode_index = -1
         self._warned_after_done = False
         self._ep_len, self._ep_ret = 0, 0.0
         self.collecting = True
+        _LIVE_COLLECTORS.add(self)
         if self.async_processing:
             self._start_monitor()
 
@@ -278,7 +281,9 @@ class BufferCollector(BaseCollector):
         self._ep_recording = self.schedule is None or bool(self.schedule(self._episode_index))
         self._ep_open, self._ep_done = True, False
         self._ep_len, self._ep_ret = 0, 0.0
+        self._skip_len, self._skip_ret = 0, 0.0
         self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **(metadata or {})}
+        self._fast = self._ep_recording
         if not self._ep_recording:
             return
         self._ep_key += 1
@@ -295,7 +300,7 @@ class BufferCollector(BaseCollector):
     def record_step(self, action: Any, observation: Any, reward: Any, terminated: Any, truncated: Any,
                     info: dict[str, Any] | None = None, extras: dict[str, Any] | None = None) -> None:
         """Record one transition of the open episode into the rings."""
-        if not (self._ep_open and self._ep_recording) or self._writer_failed():
+        if not self._fast or self._wstate.failed:
             return self._record_slow(action, observation, reward, terminated, truncated, info, extras)
         s = self._s_hi
         if s - self._s_lo >= self._Cs or self._o_hi - self._o_lo >= self._Co:
@@ -315,10 +320,8 @@ class BufferCollector(BaseCollector):
             self._infos.put(j, info)
         if self._extras.masks:
             self._extras.clear_row(i)
-        if extras:
-            self._extras.put(i, extras)
-        if self.step_callbacks:
-            self._run_step_callbacks(i, action, observation, reward, terminated, truncated, info)
+        if extras or self.step_callbacks:
+            self._step_extras(i, action, observation, reward, terminated, truncated, info, extras)
         self._s_hi = s + 1
         self._o_hi += 1
         self._ep_len += 1
@@ -329,6 +332,12 @@ class BufferCollector(BaseCollector):
                                and self.memory_limit_mb is not None and not self.async_processing
                                and self._rss_over()):
             self._on_memory_alert()
+
+    def _cur_len(self) -> int:
+        return self._ep_len if self._ep_recording else self._skip_len
+
+    def _cur_ret(self) -> float:
+        return float(self._ep_ret) if self._ep_recording else self._skip_ret
 
     def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
         meta = self._ep_meta
@@ -344,7 +353,7 @@ class BufferCollector(BaseCollector):
                     meta.update(_jsonable(more))
         flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
         end = EpisodeEnd(self._ep_key, self._ep_len, float(self._ep_ret), flags, meta)
-        self._ep_open, self._ep_done = False, True
+        self._ep_open, self._ep_done, self._fast = False, True, False
         self.episode_lengths.append(end.length)
         self.episode_returns.append(end.ret)
         self.episode_flags.append(end.flags)
@@ -502,7 +511,7 @@ class BufferCollector(BaseCollector):
             self._stop_monitor()
             if self._ep_open and self._ep_recording and self._ep_len > 0:
                 self._finish_episode(False, True, interrupted="close")
-            self._ep_open = False
+            self._ep_open = self._fast = False
             self._write_steps(self._s_written, self._s_hi)
             self._s_written = self._s_hi
             self._finalize()

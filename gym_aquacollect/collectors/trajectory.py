@@ -234,7 +234,7 @@ class TrajectoryCollector(BaseCollector):
             "total_seen": seen,
             "acceptance_rate": len(lengths) / seen if seen else 0.0,
             "held_top_k": len(self._held),
-            "open_episode_steps": self._ep_len if self.collecting and self._ep_open else 0,
+            "open_episode_steps": self._cur_len() if self.collecting and self._ep_open else 0,
         }
 
     def get_dataset_statistics(self) -> dict[str, Any]:
