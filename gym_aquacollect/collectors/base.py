@@ -12,9 +12,13 @@ thread as views, without another copy. Episode rows stay contiguous inside a blo
 stores them as segments of a columnar shard.
 
 Writing a custom collector: subclass :class:`BaseCollector` and override any of
-:meth:`_episode_filter` (keep or drop a finished episode), :meth:`_on_block` (what to do with a
-block of rows instead of streaming it to disk) and :meth:`_on_episode_end` (per-episode bookkeeping).
-See ``examples/custom_collector.py``.
+:meth:`_on_block` (what to do with a :class:`~gym_aquacollect.storage.writer.Block` of rows instead of
+streaming it to disk; call ``block.on_written()`` once its arrays are no longer needed),
+:meth:`_on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
+:meth:`_open_writer` / :meth:`_finalize` (no writer, or a different sink) and
+:meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) stays the
+base's. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
+``examples/custom_collector.py`` for a complete one.
 """
 
 from __future__ import annotations
