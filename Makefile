@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml .ci/requirements-interop.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/aquacollect record CartPole-v1 --steps 10000 --out data/cartpole
+	$(BIN)/aquacollect record CartPole-v1 --steps 10000 --out data/cartpole --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -46,6 +46,20 @@ from .columns import DynamicColumns
 
 __all__ = ["DEFAULT_COMPRESSION", "BaseCollector", "env_info", "describe_env"]
 
+def _scalar(value: Any, name: str, kind: type) -> Any:
+    """Validate a reward / flag that is not already a Python float / bool (NumPy scalars, 0-d arrays)."""
+    try:
+        if np.ndim(value) != 0:
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}: expected a scalar ({kind.__name__}), got {type(value).__name__} with shape "
+            f"{np.shape(value)}. A single-env step returns one {name}; for batched envs use "
+            "CollectingVectorWrapper."
+        ) from None
+
+
 class _NoWriter:
     """Stands in for the writer of a collector that keeps its data in memory."""
 
@@ -277,6 +291,7 @@ class BaseCollector(ExportMixin):
         self._episode_index = -1
         self._warned_after_done = False
         self._handoff_every = min(1.0, self.flush_policy.every_seconds or 1.0)
+        self._handoff_on_end = self.flush_policy.on_episode_end
         self._new_block()
         self.collecting = True
         _LIVE_COLLECTORS.add(self)
@@ -300,7 +315,8 @@ class BaseCollector(ExportMixin):
             obs, act, rew, term, trunc = self._pool.pop()
         else:
             obs, act = self._obs_codec.allocate(rows), self._act_codec.allocate(rows)
-            rew, term, trunc = np.empty(rows, np.float64), np.empty(rows, bool), np.empty(rows, bool)
+            # Python lists: an item store is ~3x cheaper than into a NumPy array; converted at hand-over
+            rew, term, trunc = [0.0] * rows, [False] * rows, [False] * rows
         self._obs, self._act, self._rew, self._term, self._trunc = obs, act, rew, term, trunc
         self._bind_writers()
         self._infos.new_block(rows)
@@ -333,7 +349,10 @@ class BaseCollector(ExportMixin):
         self._ep_open, self._ep_done = True, False
         self._ep_len0, self._ep_ret0 = 0, 0.0  # length/return of rows already handed over
         self._skip_len, self._skip_ret = 0, 0.0
-        self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **(metadata or {})}
+        if seed is None and options is None and not metadata:
+            self._ep_meta = {"seed": None, "options": None}
+        else:
+            self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **_jsonable(metadata or {})}
         self._fast = self._ep_recording
         if not self._ep_recording:
             return
@@ -353,14 +372,14 @@ class BaseCollector(ExportMixin):
         if not self._fast or self._wstate.failed:
             return self._record_slow(action, observation, reward, terminated, truncated, info, extras)
         i, j = self._ns, self._no
-        if i == self._cap or j == self._cap:
+        if j == self._cap:  # obs rows >= step rows in a block, so this also bounds i
             self._rotate()
             i, j = self._ns, self._no
         self._put_act(i, action)
         self._put_obs(j, observation)
-        self._rew[i] = reward
-        self._term[i] = terminated
-        self._trunc[i] = truncated
+        self._rew[i] = reward if type(reward) is float else _scalar(reward, "reward", float)
+        self._term[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
+        self._trunc[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
         if info and self.record_infos:
             self._infos.put(j, info)
         if extras or self.step_callbacks:
@@ -380,7 +399,7 @@ class BaseCollector(ExportMixin):
     def _cur_ret(self) -> float:
         if not self._ep_recording:
             return self._skip_ret
-        return self._ep_ret0 + float(np.sum(self._rew[self._piece_s:self._ns]))
+        return self._ep_ret0 + sum(self._rew[self._piece_s:self._ns])
 
     def _record_slow(self, action, observation, reward, terminated, truncated, info, extras) -> None:
         self._check_writer()
@@ -449,7 +468,7 @@ class BaseCollector(ExportMixin):
         self._piece_o, self._piece_s = self._no, self._ns
         self._ep_open, self._ep_done, self._fast = False, True, False
         self._on_episode_end(EpisodeEnd(self._ep_key, length, ret, flags, meta))
-        if self.flush_policy.on_episode_end or time.monotonic() - self._last_handoff > self._handoff_every:
+        if self._handoff_on_end or time.monotonic() - self._last_handoff > self._handoff_every:
             self._handoff()
 
     # -- hand-over -------------------------------------------------------------------------------------
@@ -468,7 +487,7 @@ class BaseCollector(ExportMixin):
                 self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
                                           self._piece_s, self._ns - self._piece_s))
                 self._ep_len0 += self._ns - self._piece_s
-                self._ep_ret0 += float(np.sum(self._rew[self._piece_s:self._ns]))
+                self._ep_ret0 += sum(self._rew[self._piece_s:self._ns])
                 self._piece_o, self._piece_s = self._no, self._ns
             stop_o = self._piece_o  # a lone reset row waits until its episode has a step
         else:
@@ -479,7 +498,9 @@ class BaseCollector(ExportMixin):
         obs = {name: col[so:no] for name, col in zip(self._obs_names, self._obs)}
         obs.update(self._infos.columns(so, no))
         step = {name: col[ss:ns] for name, col in zip(self._act_names, self._act)}
-        step["rewards"], step["terminations"], step["truncations"] = self._rew[ss:ns], self._term[ss:ns], self._trunc[ss:ns]
+        step["rewards"] = np.array(self._rew[ss:ns], dtype=np.float64)
+        step["terminations"] = np.array(self._term[ss:ns], dtype=bool)
+        step["truncations"] = np.array(self._trunc[ss:ns], dtype=bool)
         step.update(self._extras.columns(ss, ns))
         pieces = [Piece(p.key, p.obs_start - so, p.obs_n, p.step_start - ss, p.step_n) for p in self._pieces]
         block = Block(obs, step, no - so, ns - ss, pieces, self._ends)

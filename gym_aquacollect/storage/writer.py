@@ -39,7 +39,7 @@ class WriterError(RuntimeError):
     """The background writer failed; earlier committed data is intact, later data was not stored."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Piece:
     """Rows of one episode inside a block (offsets relative to the block)."""
 
@@ -50,7 +50,7 @@ class Piece:
     step_n: int
 
 
-@dataclass
+@dataclass(slots=True)
 class EpisodeEnd:
     """An episode that finished; ``flags`` bit 0 = terminated, bit 1 = truncated."""
 
