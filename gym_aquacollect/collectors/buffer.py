@@ -36,7 +36,7 @@ import psutil
 from loguru import logger
 
 from ..storage.writer import Block, EpisodeEnd, Piece
-from .base import _LIVE_COLLECTORS, _TERM, _TRUNC, DEFAULT_COMPRESSION, BaseCollector, _jsonable
+from .base import _LIVE_COLLECTORS, _TERM, _TRUNC, DEFAULT_COMPRESSION, BaseCollector, _jsonable, _scalar
 from .columns import DynamicColumns
 
 __all__ = ["BufferCollector", "BufferOverflowError"]
@@ -310,9 +310,11 @@ class BufferCollector(BaseCollector):
         if self._infos.masks:
             self._infos.clear_row(j)
         self._put_obs(j, observation)
+        if type(reward) is not float:
+            reward = _scalar(reward, "reward", float)
         self._r[i] = reward
-        self._te[i] = terminated
-        self._tr[i] = truncated
+        self._te[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
+        self._tr[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
         self._oi[i] = self._o_hi - 1
         self._key[i] = self._ep_key
         self._first[i] = self._ep_len == 0
