@@ -36,9 +36,10 @@ class FrameEnv(gym.Env):
     observation_space = spaces.Box(0, 255, (84, 84, 3), np.uint8)
     action_space = spaces.Discrete(4)
 
-    def __init__(self, episode_length: int = 1000) -> None:
+    def __init__(self, episode_length: int = 1000, step_cost_us: float = 0.0) -> None:
         self.frame = np.full((84, 84, 3), 30, np.uint8)
         self.episode_length = episode_length
+        self.step_cost = step_cost_us * 1e-6  # busy-wait per step, to emulate a real simulator
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -46,6 +47,10 @@ class FrameEnv(gym.Env):
         return self.frame, {}
 
     def step(self, action):
+        if self.step_cost:
+            end = time.perf_counter() + self.step_cost
+            while time.perf_counter() < end:
+                pass
         self.t += 1
         x = self.t % 76
         self.frame[:, :, :] = 30
@@ -69,6 +74,7 @@ def timed(make: Callable[[], tuple[gym.Env, Callable[[], None]]], actions: list,
     """(seconds for the step loop, seconds end to end including finalisation)."""
     env, finish = make()
     gc.collect()
+    os.sync()  # start every contender with no dirty page cache left by the previous one
     t0 = time.perf_counter()
     drive(env, actions, sample)
     t1 = time.perf_counter()
@@ -199,8 +205,22 @@ def main() -> None:
     run_table("CartPole-v1", cart, 200_000 // q, args.repeats, have_minari, [None, "lzf"], sample=False)
     run_table("CartPole-v1", cart, 200_000 // q, args.repeats, False, ["lzf"], sample=True)
     frame = lambda: FrameEnv()  # noqa: E731
-    run_table("84x84x3 uint8 frames", frame, 20_000 // q, args.repeats, have_minari and not args.quick,
-              [None, "lzf"], sample=False, bytes_per_step=84 * 84 * 3)
+    run_table("84x84x3 uint8 frames, near-free step", frame, 20_000 // q, args.repeats,
+              have_minari and not args.quick, [None, "lzf"], sample=False, bytes_per_step=84 * 84 * 3)
+    nofsync = {"fsync": False}
+
+    def rec_nofsync():
+        path = tempfile.mkdtemp(prefix="aquabench-")
+        env = CollectingWrapper(frame(), os.path.join(path, "ds"), compression=None, flush_policy=nofsync)
+        return env, lambda: (env.close(), shutil.rmtree(path))
+
+    a, b = zip(*(timed(rec_nofsync, [0] * (20_000 // q), False) for _ in range(args.repeats)))
+    print(f"| {'CollectingWrapper (none, fsync=False)':<30} | {statistics.median(a) / (20_000 // q) * 1e6:12.2f} | "
+          f"{statistics.median(b) / (20_000 // q) * 1e6:11.2f} |  | "
+          f"{(20_000 // q) * 84 * 84 * 3 / statistics.median(b) / 1e9:12.2f} | |")
+    slow = lambda: FrameEnv(step_cost_us=20)  # noqa: E731
+    run_table("84x84x3 uint8 frames, env step ~20 us (the writer keeps up)", slow, 20_000 // q, args.repeats,
+              False, [None], sample=False, bytes_per_step=84 * 84 * 3)
     print(f"\nlzf compression ratio on the frame env: {compression_ratio(frame, 5000 // q, 'lzf'):.1f}x; "
           f"gzip(1): {compression_ratio(frame, 5000 // q, ('gzip', 1)):.1f}x")
     if args.memory:
