@@ -22,18 +22,20 @@ Example:
 """
 
 from .collectors import BaseCollector, RLCollector, env_info
-from .dataset import Dataset, Episode, load_dataset
+from .dataset import AgentEpisode, Dataset, Episode, load_dataset
 from .storage import DatasetFormatError, FlushPolicy, WriterError
-from .wrappers import CollectingVectorWrapper, CollectingWrapper
+from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CollectingWrapper",
     "CollectingVectorWrapper",
+    "CollectingMultiAgentWrapper",
     "load_dataset",
     "Dataset",
     "Episode",
+    "AgentEpisode",
     "BaseCollector",
     "RLCollector",
     "env_info",

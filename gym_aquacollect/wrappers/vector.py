@@ -122,9 +122,13 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         if cls is CollectingVectorWrapper and not isinstance(env, VectorEnv):
             u = getattr(env, "unwrapped", env)
             if hasattr(u, "possible_agents"):
-                raise NotImplementedError(
-                    f"{type(u).__name__} is a multi-agent env (possible_agents); multi-agent recording is not "
-                    "implemented yet"
+                from .multiagent import CollectingIsaacLabMARLWrapper, _is_isaac_marl
+
+                if _is_isaac_marl(env):
+                    return CollectingIsaacLabMARLWrapper(env, *args, **kwargs)
+                raise TypeError(
+                    f"{type(u).__name__} is a multi-agent env (possible_agents) without num_envs: use "
+                    "CollectingMultiAgentWrapper for PettingZoo parallel envs"
                 )
             if getattr(u, "is_vector_env", False):
                 from .isaaclab import CollectingIsaacLabWrapper
