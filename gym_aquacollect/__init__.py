@@ -5,6 +5,8 @@ Contents:
     * :func:`load_dataset`, :class:`Dataset`, :class:`Episode` - read datasets back.
     * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`.
     * :func:`env_info` - what a collector's ``initialize_configs`` takes.
+    * :class:`ReplayEnv`, :func:`replay_actions` - play a dataset back as an env (registered as
+      ``AquaCollect/Replay-v0``), re-execute recorded actions; exporters in :mod:`gym_aquacollect.formats`.
 
 Example:
     >>> import tempfile, gymnasium as gym
@@ -23,8 +25,12 @@ Example:
 
 from .collectors import BaseCollector, RLCollector, env_info
 from .dataset import AgentEpisode, Dataset, Episode, load_dataset
+from .registration import register_envs
+from .replay import ReplayEnv, replay_actions
 from .storage import DatasetFormatError, FlushPolicy, WriterError
 from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
+
+register_envs()
 
 __version__ = "0.1.0"
 
@@ -42,5 +48,7 @@ __all__ = [
     "FlushPolicy",
     "WriterError",
     "DatasetFormatError",
+    "ReplayEnv",
+    "replay_actions",
     "__version__",
 ]

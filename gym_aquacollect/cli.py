@@ -77,6 +77,18 @@ def _cmd_record(args: argparse.Namespace) -> int:
         compression = None
     elif compression.startswith("gzip:"):
         compression = ("gzip", int(compression.split(":", 1)[1]))
+    from .storage.manifest import is_dataset_dir
+
+    if is_dataset_dir(args.out):
+        if args.overwrite:
+            import shutil
+
+            shutil.rmtree(args.out)
+        elif not args.append:
+            raise SystemExit(
+                f"aquacollect record: {args.out} already holds a dataset; pass --append to add to it, "
+                "--overwrite to replace it, or choose another --out"
+            )
     policy = load_policy(args.policy) if args.policy else None
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     if args.num_envs > 1:
@@ -152,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="reset seed (default: 0)")
     r.add_argument("--compression", default="lzf", help="none, lzf (default), gzip or gzip:LEVEL")
     r.add_argument("--env-kwargs", help='JSON dict of gym.make keyword arguments, e.g. \'{"render_mode": null}\'')
+    r.add_argument("--append", action="store_true", help="add to an existing dataset at --out")
+    r.add_argument("--overwrite", action="store_true", help="delete an existing dataset at --out first")
     r.add_argument("--json", action="store_true", help="print statistics as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_record)
@@ -185,4 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    # run the importable module's main: under `python -m`, optional subcommands register with it, not __main__
+    from gym_aquacollect.cli import main as _main
+
+    raise SystemExit(_main())

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from .exports import ExportMixin
 from .spaces import SpaceCodec, deserialize_space
 from .storage.manifest import DatasetFormatError, is_dataset_dir, read_dataset_dir
 from .storage.shard import ShardReader
@@ -269,7 +270,7 @@ class Episode:
                 "infos": self.infos, "extras": self.extras, "metadata": self.metadata}
 
 
-class Dataset:
+class Dataset(ExportMixin):
     """The episodes of a gym_aquacollect dataset directory (see :func:`load_dataset`).
 
     Args:

@@ -81,6 +81,13 @@ def test_cli_record_and_info(tmp_path):
     assert ds.total_steps == 3000 and ds.metadata["env_description"]["id"] == "CartPole-v1"
     info = _cli("info", "data/cp", cwd=tmp_path)
     assert info.returncode == 0 and "total_episodes" in info.stdout and "Discrete(2)" in info.stdout
+    again = _cli("record", "--steps", "100", "--out", "data/cp", "--quiet", cwd=tmp_path)
+    assert again.returncode != 0 and "--append" in again.stderr
+    assert load_dataset(tmp_path / "data" / "cp").total_steps == 3000  # untouched
+    again = _cli("record", "--steps", "100", "--out", "data/cp", "--quiet", "--append", cwd=tmp_path)
+    assert again.returncode == 0 and load_dataset(tmp_path / "data" / "cp").total_steps == 3100
+    again = _cli("record", "--steps", "100", "--out", "data/cp", "--quiet", "--overwrite", cwd=tmp_path)
+    assert again.returncode == 0 and load_dataset(tmp_path / "data" / "cp").total_steps == 100
 
 
 def test_cli_record_with_user_policy(tmp_path):

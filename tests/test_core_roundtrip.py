@@ -163,3 +163,24 @@ def test_long_episode_spans_blocks_and_shards(tmp_path):
         expected = np.stack([truth["reset"][0]] + [s[1] for s in truth["steps"]])
         np.testing.assert_array_equal(ep.observations, expected)
         assert len(ep) == len(truth["steps"])
+
+
+def test_no_path_records_to_a_fresh_logged_directory(tmp_path, monkeypatch):
+    import gymnasium as gym
+    from loguru import logger
+
+    monkeypatch.chdir(tmp_path)
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="INFO")
+    try:
+        with CollectingWrapper(gym.make("CartPole-v1")) as env:
+            run_episodes(env, 2)
+            path = env.dataset_path
+    finally:
+        logger.remove(sink)
+    assert path.parent == tmp_path / "aquacollect-data" or path.parent.resolve() == (tmp_path / "aquacollect-data")
+    assert any(str(path.resolve()) in m for m in messages)
+    assert len(load_dataset(path)) == 2
+    with CollectingWrapper(gym.make("CartPole-v1")) as env2:  # another fresh directory, never the same
+        run_episodes(env2, 1)
+        assert env2.dataset_path != path
