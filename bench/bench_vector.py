@@ -74,8 +74,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--isaac-steps", type=int, default=200)
+    p.add_argument("--isaac-steps", type=int, default=400)
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads for the Isaac case (0: torch's default). On a 2-core machine "
+                        "torch's OpenMP workers and the writer thread compete; 1 is faster for both raw and recorded")
     a = p.parse_args()
+    if a.torch_threads:
+        import torch
+
+        torch.set_num_threads(a.torch_threads)
     print(f"{'env':34} {'raw us/step':>12} {'rec us/step':>12} {'ratio':>7}  target")
     for kind in ("native", "sync"):
         for n in (16, 256):

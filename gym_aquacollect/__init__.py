@@ -25,11 +25,11 @@ Example:
 """
 
 from .collectors import BaseCollector, BufferCollector, RLCollector, TrajectoryCollector, UnitConfig, env_info
-from .dataset import Dataset, Episode, load_dataset
+from .dataset import AgentEpisode, Dataset, Episode, load_dataset
 from .registration import register_envs
 from .replay import ReplayEnv, replay_actions
 from .storage import DatasetFormatError, FlushPolicy, WriterError
-from .wrappers import CollectingVectorWrapper, CollectingWrapper
+from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
 
 register_envs()
 
@@ -38,9 +38,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CollectingWrapper",
     "CollectingVectorWrapper",
+    "CollectingMultiAgentWrapper",
     "load_dataset",
     "Dataset",
     "Episode",
+    "AgentEpisode",
     "BaseCollector",
     "RLCollector",
     "TrajectoryCollector",

@@ -99,3 +99,23 @@ def test_recorded_values_survive_in_place_overwrites_and_downstream_mutation(tmp
     ep = next(e for e in ds if e.metadata["env_index"] == 0)
     assert ep.terminations.tolist() == [False, True] and (ep.rewards > -99).all()
     assert ep.observations["policy"][-1, 2] == 2  # unclamped step index
+
+
+def test_teacher_sees_privileged_critic_group(tmp_path):
+    def teacher(obs):  # uses the privileged "critic" group
+        return obs["critic"][:, :2] * 2.0
+
+    cfg = FakeEnvCfg(scene=FakeSceneCfg(num_envs=3), terminate_schedule=[2, 3, 4], critic_dim=4, action_dim=2,
+                     compute_final_obs=True)
+    env = CollectingVectorWrapper(gym.make("Isaac-Fake-v0", cfg=cfg), tmp_path / "d", chunk_steps=4,
+                                  teacher=teacher)
+    env.reset(seed=0)
+    for _ in range(9):
+        env.step(torch.ones(3, 2))
+    env.close()
+    ds = load_dataset(tmp_path / "d")
+    assert len(ds) >= 6
+    for ep in ds:
+        ta = ep.extras["teacher_actions"]
+        np.testing.assert_allclose(ta, ep.observations["critic"][:-1, :2] * 2.0)
+        np.testing.assert_allclose(ep.actions, 1.0)

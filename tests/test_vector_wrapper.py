@@ -146,3 +146,42 @@ def test_non_vector_env_is_rejected():
 
     with pytest.raises(TypeError, match="CollectingWrapper"):
         CollectingVectorWrapper(gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_teacher_actions_are_recorded_beside_executed_actions(tmp_path, mode):
+    def teacher(obs):  # batched obs (sub-env, episode id, step) -> batched action
+        return (obs[:, 2].astype(np.int64) + obs[:, 0].astype(np.int64)) % 2
+
+    venv = make_counting_vector_env(LENGTHS, autoreset_mode=mode)
+    with CollectingVectorWrapper(venv, tmp_path / "d", teacher=teacher, chunk_steps=6) as env:
+        env.reset(seed=0)
+        for _ in range(25):
+            env.step(np.zeros(4, dtype=np.int64))
+    ds = load_dataset(tmp_path / "d")
+    for ep in ds:
+        ta = ep.extras["teacher_actions"]
+        assert ta.dtype == np.int64 and len(ta) == len(ep)
+        # evaluated on the observation each action was taken at
+        np.testing.assert_array_equal(ta, teacher(ep.observations[:-1]))
+        assert (ep.actions == 0).all()
+
+
+def test_info_key_missing_from_one_shard_reads_as_absent(tmp_path):
+    """Episodes of a shard that never saw an info key still read (zeros, mask False) next to shards that did."""
+    venv = make_counting_vector_env([[3], [3]], episode_info=True)
+    env = CollectingVectorWrapper(venv, tmp_path / "d")
+    env.reset(seed=0)
+    env.step(np.zeros(2, dtype=np.int64))  # no "episode" key yet (it comes on the last step)
+    env.reset()  # interrupts the 1-step episodes: they end in the first shard
+    env.flush()
+    for _ in range(3):
+        env.step(np.zeros(2, dtype=np.int64))
+    env.close()
+    ds = load_dataset(tmp_path / "d")
+    assert ds.statistics()["shards"] == 2
+    first, later = ds[0], ds[2]
+    assert len(first) == 1 and "episode" not in first.infos
+    np.testing.assert_array_equal(first.column("obs", "infos/episode/_l"), [False, False])
+    np.testing.assert_array_equal(first.column("obs", "infos/episode/l"), [0, 0])
+    assert later.infos["episode"]["l"][-1] == 3

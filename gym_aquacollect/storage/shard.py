@@ -74,6 +74,11 @@ class ShardWriter:
         self._cap: dict[str, int] = {}
         self.segments: list[list[int]] = []
         self.ended: list[tuple[int, int, float, int, str]] = []
+        # batched producers: blocks of segments / ended episodes (see add_segments, add_episode_ends)
+        self._seg_blocks: list[np.ndarray] = []
+        self._end_blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.n_segments = 0
+        self.n_ended = 0
         self.nbytes = 0
 
     # -- columns ---------------------------------------------------------------------------------------
@@ -127,9 +132,46 @@ class ShardWriter:
             last[4] += step_n
         else:
             self.segments.append([key, obs_start, obs_n, step_start, step_n])
+            self.n_segments += 1
+
+    def add_segments(self, rows: np.ndarray, obs0: int, step0: int) -> None:
+        """Add many segments at once: int64 rows ``(key, obs_start, obs_n, step_start, step_n)`` relative
+        to the block written at ``obs0`` / ``step0`` (kept as an array: no Python object per segment)."""
+        if not len(rows):
+            return
+        self._seal_lists()
+        rows = np.array(rows, dtype=np.int64, copy=True)
+        rows[:, 1] += obs0
+        rows[:, 3] += step0
+        self._seg_blocks.append(rows)
+        self.n_segments += len(rows)
 
     def add_episode_end(self, key: int, length: int, ret: float, flags: int, meta: dict[str, Any]) -> None:
         self.ended.append((key, length, ret, flags, json.dumps(meta, default=repr)))
+        self.n_ended += 1
+
+    def add_episode_ends(self, keys: np.ndarray, lengths: np.ndarray, returns: np.ndarray, flags: np.ndarray,
+                         meta_json: np.ndarray) -> None:
+        """Add many finished episodes at once (columns; ``meta_json`` an object array of JSON strings)."""
+        if not len(keys):
+            return
+        self._seal_lists()
+        self._end_blocks.append((np.asarray(keys, np.int64), np.asarray(lengths, np.int64),
+                                 np.asarray(returns, np.float64), np.asarray(flags, np.uint8),
+                                 np.asarray(meta_json, dtype=object)))
+        self.n_ended += len(keys)
+
+    def _seal_lists(self) -> None:
+        """Move list-held segments / episode ends into the block lists (keeps their order)."""
+        if self.segments:
+            self._seg_blocks.append(np.asarray(self.segments, dtype=np.int64).reshape(-1, _SEG_COLS))
+            self.segments = []
+        if self.ended:
+            e = self.ended
+            self._end_blocks.append((np.asarray([x[0] for x in e], np.int64), np.asarray([x[1] for x in e], np.int64),
+                                     np.asarray([x[2] for x in e], np.float64), np.asarray([x[3] for x in e], np.uint8),
+                                     np.asarray([x[4] for x in e], dtype=object)))
+            self.ended = []
 
     # -- finish ----------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -139,14 +181,15 @@ class ShardWriter:
             kind = full.split("/", 1)[0]
             if ds.shape[0] != self.rows[kind]:
                 ds.resize(self.rows[kind], axis=0)
-        seg = np.asarray(self.segments, dtype=np.int64).reshape(-1, _SEG_COLS)
+        self._seal_lists()
+        seg = (np.concatenate(self._seg_blocks) if self._seg_blocks else np.zeros((0, _SEG_COLS), np.int64))
         f.create_dataset("index/segments", data=seg)
-        e = self.ended
-        f.create_dataset("index/episode_key", data=np.asarray([x[0] for x in e], dtype=np.int64))
-        f.create_dataset("index/episode_length", data=np.asarray([x[1] for x in e], dtype=np.int64))
-        f.create_dataset("index/episode_return", data=np.asarray([x[2] for x in e], dtype=np.float64))
-        f.create_dataset("index/episode_flags", data=np.asarray([x[3] for x in e], dtype=np.uint8))
-        f.create_dataset("index/episode_meta", data=np.asarray([x[4] for x in e], dtype=object), dtype=STR_H5)
+        cols = list(zip(*self._end_blocks)) if self._end_blocks else [[]] * 5
+        for name, dt, parts in zip(("key", "length", "return"), (np.int64, np.int64, np.float64), cols[:3]):
+            f.create_dataset(f"index/episode_{name}", data=np.concatenate(parts) if parts else np.zeros(0, dt))
+        f.create_dataset("index/episode_flags", data=np.concatenate(cols[3]) if cols[3] else np.zeros(0, np.uint8))
+        meta = np.concatenate(cols[4]) if cols[4] else np.zeros(0, dtype=object)
+        f.create_dataset("index/episode_meta", data=meta, dtype=STR_H5)
         f.attrs["n_obs_rows"] = self.rows["obs"]
         f.attrs["n_step_rows"] = self.rows["step"]
         f.flush()

@@ -63,15 +63,21 @@ class EpisodeEnd:
 
 @dataclass
 class Block:
-    """A batch of rows for the writer. Arrays hold at least ``n_obs`` / ``n_step`` rows."""
+    """A batch of rows for the writer. Arrays hold at least ``n_obs`` / ``n_step`` rows.
+
+    Batched producers (the vector wrappers) may instead give ``pieces`` as an int64 array of rows
+    ``(key, obs_start, obs_n, step_start, step_n)`` and the finished episodes as ``end_cols``, columns
+    ``(keys, lengths, returns, flags, metadata JSON strings)`` in the order they finished (after ``ends``).
+    """
 
     obs: dict[str, np.ndarray]
     step: dict[str, np.ndarray]
     n_obs: int
     n_step: int
-    pieces: list[Piece] = field(default_factory=list)
+    pieces: list[Piece] | np.ndarray = field(default_factory=list)
     ends: list[EpisodeEnd] = field(default_factory=list)
     on_written: Callable[[], None] | None = None
+    end_cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -248,16 +254,23 @@ class DatasetWriter:
         shard = self._open_shard()
         obs0 = shard.append("obs", block.obs, block.n_obs)
         step0 = shard.append("step", block.step, block.n_step)
-        for p in block.pieces:
-            shard.add_segment(p.key, obs0 + p.obs_start, p.obs_n, step0 + p.step_start, p.step_n)
+        if isinstance(block.pieces, np.ndarray):
+            shard.add_segments(block.pieces, obs0, step0)
+        else:
+            for p in block.pieces:
+                shard.add_segment(p.key, obs0 + p.obs_start, p.obs_n, step0 + p.step_start, p.step_n)
         for e in block.ends:
             shard.add_episode_end(e.key, e.length, e.ret, e.flags, e.meta)
+        n_end = len(block.ends)
+        if block.end_cols is not None:
+            shard.add_episode_ends(*block.end_cols)
+            n_end += len(block.end_cols[0])
         self._steps_since_commit += block.n_step
         self.stats["steps"] += block.n_step
-        self.stats["episodes"] += len(block.ends)
+        self.stats["episodes"] += n_end
         if block.on_written is not None:
             block.on_written()
-        if block.ends and self.policy.on_episode_end:
+        if n_end and self.policy.on_episode_end:
             self._commit()
 
     def _maybe_commit(self) -> None:
@@ -281,7 +294,7 @@ class DatasetWriter:
             size = shard.path.stat().st_size
             rec = ShardRecord(
                 file=f"{SHARD_DIR}/{shard.path.name}", n_obs_rows=shard.rows["obs"], n_step_rows=shard.rows["step"],
-                n_segments=len(shard.segments), n_episodes_ended=len(shard.ended), size=size,
+                n_segments=shard.n_segments, n_episodes_ended=shard.n_ended, size=size,
                 checksum=file_checksum(shard.path),
             )
             self.manifest.shards.append(rec)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +29,12 @@ from loguru import logger
 
 from ..collectors.columns import to_storable
 from ..spaces import SpaceCodec
-from ..storage.writer import Block, DatasetWriter, EpisodeEnd, Piece
+from ..storage.writer import Block, DatasetWriter
 
-__all__ = ["Chunk", "BatchedRecorder", "NEXT_STEP", "SAME_STEP", "DISABLED", "split_batched_info"]
+__all__ = ["Chunk", "BatchedRecorder", "NEXT_STEP", "SAME_STEP", "DISABLED", "split_batched_info", "teacher_columns"]
 
 NEXT_STEP, SAME_STEP, DISABLED = "next_step", "same_step", "disabled"
 _TERM, _TRUNC = 1, 2
-# obs-row sources
-_SRC_STEP, _SRC_FINAL, _SRC_RESET, _SRC_CARRY = 0, 1, 2, 3
 _OBJ = np.dtype(object)
 
 
@@ -88,6 +87,7 @@ class Chunk:
     rew: np.ndarray
     term: np.ndarray
     trunc: np.ndarray
+    ext: list[np.ndarray] = field(default_factory=list)  # extra step columns (teacher actions, per-agent data)
     k: int = 0
     infos: list[Any] = field(default_factory=list)
     final_obs: list[Any] = field(default_factory=list)  # gym SAME_STEP: object arrays (or None) per step
@@ -117,7 +117,8 @@ class BatchedRecorder:
 
     def __init__(self, collector: Any, num_envs: int, obs_codec: SpaceCodec, act_codec: SpaceCodec, mode: str,
                  *, record_infos: bool = True, chunk_steps: int | None = None,
-                 episode_meta: dict[str, Any] | None = None, obs_names: list[str] | None = None) -> None:
+                 episode_meta: dict[str, Any] | None = None, obs_names: list[str] | None = None,
+                 ext: Sequence[tuple[str, tuple[int, ...], Any]] = ()) -> None:
         self.collector = collector
         self.writer: DatasetWriter = collector.writer
         self.n = int(num_envs)
@@ -126,8 +127,14 @@ class BatchedRecorder:
         self.record_infos = record_infos
         self.obs_names = obs_names or ["observations" + ("/" + s if s else "") for s in obs_codec.names]
         self.act_names = ["actions" + ("/" + s if s else "") for s in act_codec.names]
-        row = obs_codec.row_nbytes + act_codec.row_nbytes + 10
-        self.K = int(chunk_steps or max(8, min(256, (4 << 20) // max(1, row * self.n))))
+        self.ext_specs = [(name, tuple(shape), np.dtype(dt)) for name, shape, dt in ext]
+        self.ext_names = [name for name, _, _ in self.ext_specs]
+        ext_bytes = sum(int(np.prod(sh, dtype=np.int64)) * dt.itemsize for _, sh, dt in self.ext_specs)
+        row = obs_codec.row_nbytes + act_codec.row_nbytes + ext_bytes + 10
+        # about 4 MiB per chunk (at most 4096 steps): per-chunk costs in the writer amortise over many steps
+        self.K = int(chunk_steps or max(8, min(4096, (4 << 20) // max(1, row * self.n))))
+        self.handoff_seconds = 1.0  # a partly filled chunk goes to the writer at least this often
+        self.last_handoff = time.monotonic()
         self.episode_meta = dict(episode_meta or {})
         self._pool: list[Chunk] = []
         self._slots = threading.Semaphore(4)
@@ -139,12 +146,11 @@ class BatchedRecorder:
         self.key = np.full(n, -1, np.int64)
         self.length = np.zeros(n, np.int64)
         self.ret = np.zeros(n, np.float64)
-        self.meta: list[dict[str, Any]] = [{} for _ in range(n)]
-        self.final_missing = np.zeros(n, bool)
+        self.key_meta: dict[int, dict[str, Any]] = {}  # metadata of episodes opened by an explicit reset
+        common = json.dumps({"seed": None, **_jsonable(self.episode_meta)}, default=repr)[:-1]
+        self._meta_table = np.array([f'{common}, "env_index": {i}, {_META_SUFFIX[f]}' for i in range(n) for f in range(4)],
+                                    dtype=object)
         self._next_key = 0
-        self.carry_ok = np.zeros(n, bool)
-        self.carry_obs = [np.zeros((n, *leaf.shape), leaf.dtype) for leaf in obs_codec.leaves]
-        self.carry_info: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.info_schema: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
         self.dropped_steps = 0
         self._warned: set[str] = set()
@@ -163,6 +169,7 @@ class BatchedRecorder:
             obs=[np.zeros((K, n, *leaf.shape), leaf.dtype) for leaf in self.obs_codec.leaves],
             act=[np.zeros((K, n, *leaf.shape), leaf.dtype) for leaf in self.act_codec.leaves],
             rew=np.zeros((K, n), np.float64), term=np.zeros((K, n), bool), trunc=np.zeros((K, n), bool),
+            ext=[np.zeros((K, n, *shape), dt) for _, shape, dt in self.ext_specs],
         )
         pool, slots = self._pool, self._slots
 
@@ -196,6 +203,7 @@ class BatchedRecorder:
     def submit(self) -> None:
         """Hand the current chunk to the writer thread (if it holds anything)."""
         c = self.chunk
+        self.last_handoff = time.monotonic()
         if c is None:
             return
         self.chunk = None
@@ -232,40 +240,13 @@ class BatchedRecorder:
         self.writer.submit(self._close_all)
 
     # ================================================================ writer thread
-    def _new_episode(self, ids: np.ndarray, meta: list[dict[str, Any]] | None = None) -> None:
-        m = len(ids)
-        if not m:
-            return
-        self.key[ids] = np.arange(self._next_key, self._next_key + m)
-        self._next_key += m
-        self.open[ids] = True
-        self.pending[ids] = False
-        self.length[ids] = 0
-        self.ret[ids] = 0.0
-        self.final_missing[ids] = False
-        for j, i in enumerate(ids.tolist()):
-            self.meta[i] = meta[j] if meta is not None else {"seed": None}
-
-    def _end(self, i: int, te: bool, tr: bool, ends: list[EpisodeEnd], interrupted: str | None = None) -> None:
-        meta = {**self.meta[i], **self.episode_meta, "env_index": i, "terminated": te, "truncated": tr}
-        if interrupted:
-            meta["interrupted"] = interrupted
-        if self.final_missing[i]:
-            meta["final_observation"] = "missing"
-        length, ret = int(self.length[i]), float(self.ret[i])
-        col = self.collector
-        summary = {"episode_index": int(self.key[i]), "length": length, "return": ret,
-                   "terminated": te, "truncated": tr, "metadata": meta}
-        for cb in getattr(col, "episode_callbacks", ()):
-            more = cb(col, summary)
-            if more:
-                meta.update(more)
-        flags = (_TERM if te else 0) | (_TRUNC if tr else 0)
-        ends.append(EpisodeEnd(int(self.key[i]), length, ret, flags, meta))
-        col.episode_lengths.append(length)
-        col.episode_returns.append(ret)
-        col.episode_flags.append(flags)
-        self.open[i] = False
+    # Layout of one chunk's observation rows: a boolean matrix M (N, K+1, 2) marks which rows exist;
+    # np.nonzero(M) lists them sub-env major, then in time order, which is exactly the storage order.
+    #   M[i, 0, 1]    the start row of an explicit reset of sub-env i (before the chunk's steps)
+    #   M[i, 1+k, 0]  the observation after step k of the open episode (SAME_STEP: the final obs)
+    #   M[i, 1+k, 1]  the start row of an episode that begins at step k (auto-reset)
+    # The step rows are the rows M[:, 1:, 0], in the same order, so keys, pieces, lengths and
+    # returns follow from cumulative sums, without a Python loop over steps or sub-envs.
 
     def _warn_once(self, what: str, msg: str, *args: Any) -> None:
         if what not in self._warned:
@@ -281,204 +262,238 @@ class BatchedRecorder:
             if c.release is not None:
                 c.release()
 
+    def _masks(self, c: Chunk, pre: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``valid`` (K, N): steps that belong to an open episode; ``starts`` (K, N): auto-reset episode
+        starts at step k; ``ends`` (K, N): steps that end their episode."""
+        K, n, mode = c.k, self.n, self.mode
+        dr = c.term[:K] | c.trunc[:K]
+        open0 = self.open | pre
+        if mode == SAME_STEP:
+            valid = np.broadcast_to(open0, (K, n))
+            ends = valid & dr
+            return valid, ends, ends
+        if mode == NEXT_STEP:
+            pending = self.pending & ~pre
+            alive = open0 | pending
+            rs = np.empty((K, n), bool)
+            if K:
+                rs[0] = pending
+                rs[1:] = alive & dr[:-1]
+                if (rs & dr).any():  # a done flag on a reset step (not Gymnasium's behaviour): ignore it
+                    for k in range(1, K):
+                        rs[k] = alive & ~rs[k - 1] & dr[k - 1]
+            valid = alive & ~rs
+            return valid, rs, valid & dr
+        # DISABLED: after its done step a sub-env's steps are dropped until reset(options={"reset_mask"})
+        after = (np.cumsum(dr, axis=0) - dr) > 0
+        valid = open0 & ~after
+        nd = int(np.count_nonzero(~valid))
+        if nd:
+            self.dropped_steps += nd
+            self._warn_once(
+                "disabled", "gym_aquacollect: step() on sub-envs whose episode ended, without "
+                "reset(options={{'reset_mask': ...}}) (autoreset DISABLED); those steps are not recorded "
+                "({} so far)", self.dropped_steps)
+        return valid, np.zeros((K, n), bool), valid & dr
+
     def _split(self, c: Chunk, writer: DatasetWriter) -> None:
-        o_env: list[np.ndarray] = []
-        o_seq: list[np.ndarray] = []
-        o_src: list[np.ndarray] = []
-        o_k: list[np.ndarray] = []
-        o_key: list[np.ndarray] = []
-        s_env: list[np.ndarray] = []
-        s_k: list[np.ndarray] = []
-        s_key: list[np.ndarray] = []
-        ends: list[EpisodeEnd] = []
-        final_rows: list[tuple[int, np.ndarray]] = []  # (k, env ids) in emission order
-
-        def emit(ids: np.ndarray, seq: int, src: int, k: int) -> None:
-            if len(ids):
-                o_env.append(ids)
-                o_seq.append(np.full(len(ids), seq, np.int64))
-                o_src.append(np.full(len(ids), src, np.int8))
-                o_k.append(np.full(len(ids), k, np.int64))
-                o_key.append(self.key[ids].copy())
-
-        # carried start rows of episodes that had no step yet
+        n, K = self.n, c.k
+        end_parts: list[tuple] = []
+        pre = np.zeros(n, bool)
+        reset_meta: dict[str, Any] | None = None
         if c.reset is not None:
-            m = c.reset["mask"]
-            for i in np.nonzero(m & self.open & (self.length > 0))[0].tolist():
-                self._end(i, False, True, ends, interrupted="reset")
-            self.carry_ok &= ~m
-        emit(np.nonzero(self.carry_ok)[0], -2, _SRC_CARRY, 0)
-        carried = self.carry_ok.copy()
-        self.carry_ok[:] = False
-        if c.reset is not None:
-            ids = np.nonzero(c.reset["mask"])[0]
-            seeds, options = c.reset["seeds"], c.reset["options"]
-            opts = _jsonable(options)
-            self._new_episode(ids, [{"seed": seeds[i], "options": opts} for i in ids.tolist()])
-            emit(ids, -1, _SRC_RESET, 0)
-        mode = self.mode
-        for k in range(c.k):
-            done_raw = c.term[k] | c.trunc[k]
-            if mode == NEXT_STEP and self.pending.any():
-                rs = self.pending.copy()  # the env reset these sub-envs and ignored their actions
-                ids = np.nonzero(rs)[0]
-                self._new_episode(ids)
-                emit(ids, 2 * k + 1, _SRC_STEP, k)
-                valid = self.open & ~rs
-            else:
-                valid = self.open.copy()
-            if mode == DISABLED:
-                nd = int(np.count_nonzero(~valid))
-                if nd:
-                    self.dropped_steps += nd
-                    self._warn_once(
-                        "disabled", "gym_aquacollect: step() on sub-envs whose episode ended, without "
-                        "reset(options={{'reset_mask': ...}}) (autoreset DISABLED); those steps are not recorded "
-                        "({} so far)", self.dropped_steps)
-            vids = np.nonzero(valid)[0]
-            s_env.append(vids)
-            s_k.append(np.full(len(vids), k, np.int64))
-            s_key.append(self.key[vids].copy())
-            self.length[vids] += 1
-            self.ret[vids] += c.rew[k, vids]
-            done = valid & done_raw
-            dids = np.nonzero(done)[0]
-            te, tr = c.term[k], c.trunc[k]
-            if mode == SAME_STEP:
-                emit(np.nonzero(valid & ~done)[0], 2 * k, _SRC_STEP, k)
-                if len(dids):
-                    emit(dids, 2 * k, _SRC_FINAL, k)
-                    final_rows.append((k, dids))
-                    for i in dids.tolist():
-                        self._end(i, bool(te[i]), bool(tr[i]), ends)
-                    self._new_episode(dids)
-                    emit(dids, 2 * k + 1, _SRC_STEP, k)
-            else:
-                emit(vids, 2 * k, _SRC_STEP, k)
-                for i in dids.tolist():
-                    self._end(i, bool(te[i]), bool(tr[i]), ends)
-                if mode == NEXT_STEP:
-                    self.pending[dids] = True
-        # open episodes without a step yet: their start row waits for the next chunk
-        carry = self.open & (self.length == 0)
-        self._assemble(c, writer, o_env, o_seq, o_src, o_k, o_key, s_env, s_k, s_key, ends, final_rows,
-                       carry, carried)
-
-    def _assemble(self, c, writer, o_env, o_seq, o_src, o_k, o_key, s_env, s_k, s_key, ends, final_rows,
-                  carry, carried) -> None:
-        cat = _cat
-        env, seq, src, kk, key = (cat(o_env, np.int64), cat(o_seq, np.int64), cat(o_src, np.int8),
-                                  cat(o_k, np.int64), cat(o_key, np.int64))
-        order = np.lexsort((seq, env))
-        env, seq, src, kk, key = env[order], seq[order], src[order], kk[order], key[order]
-        # final observation rows (SAME_STEP): resolve per (k, env)
-        final_cols, final_ok = self._final_rows(c, final_rows)
-        fin_pos = {}
-        r = 0
-        for k, ids in final_rows:
-            for i in ids.tolist():
-                fin_pos[(k, i)] = r
-                r += 1
-        if final_rows:
-            fsel = np.nonzero(src == _SRC_FINAL)[0]
-            fidx = np.fromiter((fin_pos[(int(kk[j]), int(env[j]))] for j in fsel), np.int64, len(fsel))
+            pre = c.reset["mask"]
+            hit = np.nonzero(pre & self.open & (self.length > 0))[0]
+            if len(hit):  # interrupted by an explicit reset: stored truncated
+                end_parts.append(self._ends(hit, self.key[hit], self.length[hit], self.ret[hit],
+                                            np.full(len(hit), _TRUNC, np.uint8), interrupted="reset"))
+            for key in self.key[pre & self.open & (self.length == 0)].tolist():
+                self.key_meta.pop(key, None)  # a zero-step episode is not stored
+            reset_meta = {"seeds": c.reset["seeds"], "options": _jsonable(c.reset["options"])}
+        valid, starts, ends = self._masks(c, pre)
+        M = np.zeros((n, K + 1, 2), bool)
+        M[:, 0, 1] = pre
+        M[:, 1:, 0] = valid.T
+        M[:, 1:, 1] = starts.T
+        env, kk1, slot = np.nonzero(M)
+        R = len(env)
+        # -- episode keys of the rows
+        is_start = slot == 1
+        cs = np.cumsum(is_start)
+        first = np.ones(R, bool)
+        first[1:] = env[1:] != env[:-1]
+        base = np.maximum.accumulate(np.where(first, cs - is_start, 0)) if R else cs
+        n_new = int(cs[-1]) if R else 0
+        new_keys = np.arange(self._next_key, self._next_key + n_new, dtype=np.int64)
+        self._next_key += n_new
+        row_key = np.where(cs - base > 0, new_keys[np.maximum(cs - 1, 0)] if n_new else 0, self.key[env])
+        if reset_meta is not None:
+            seeds, opts = reset_meta["seeds"], reset_meta["options"]
+            rsel = np.nonzero(is_start & (kk1 == 0))[0]
+            for key, i in zip(row_key[rsel].tolist(), env[rsel].tolist()):
+                self.key_meta[key] = {"seed": seeds[i], "options": opts}
+        # -- step rows (the rows M[:, 1:, 0]) and their runs (one per episode piece)
+        stepsel = np.nonzero((slot == 0) & (kk1 > 0))[0]
+        s_env, s_k, s_key = env[stepsel], kk1[stepsel] - 1, row_key[stepsel]
+        s_flat = s_k * n + s_env
+        rew = _take(c.rew, s_flat)
+        S = len(stepsel)
+        if S:
+            run0 = np.flatnonzero(np.r_[True, s_key[1:] != s_key[:-1]])
+            run_n = np.diff(np.r_[run0, S])
+            run_ret = np.add.reduceat(rew, run0)
         else:
-            fsel = fidx = np.zeros(0, np.int64)
-        # rows to carry: the start rows of open zero-step episodes (last row of their env here)
-        carry_ids = np.nonzero(carry)[0]
-        keep = np.ones(len(env), bool)
-        if len(carry_ids):
-            carry_keys = self.key[carry_ids]
-            keep = ~np.isin(key, carry_keys)
-        obs_cols = self._gather_obs(c, env, src, kk, fsel, fidx, final_cols)
-        info_cols = self._gather_infos(c, env, src, kk) if self.record_infos else {}
-        if len(carry_ids):
-            cidx = np.nonzero(~keep)[0]
-            for leaf_buf, col in zip(self.carry_obs, obs_cols):
-                leaf_buf[env[cidx]] = col[cidx]
-            self.carry_info = {name: (vals[cidx], mask[cidx], env[cidx]) for name, (vals, mask) in info_cols.items()}
-            self.carry_ok[env[cidx]] = True
-        elif carried.any():
-            self.carry_info = {}
-        # the missing-final flag, per episode that ended here
-        if final_rows and len(fsel):
-            missing = set(key[fsel[~final_ok[fidx]]].tolist())
-            if missing:
-                for e in ends:
-                    if e.key in missing:
-                        e.meta["final_observation"] = "missing"
-        env_k, keep_idx = env[keep], np.nonzero(keep)[0]
-        obs = {name: col[keep_idx] for name, col in zip(self.obs_names, obs_cols)}
-        for name, (vals, mask) in info_cols.items():
-            obs["infos/" + name] = vals[keep_idx]
-            head, _, tail = name.rpartition("/")
-            obs["infos/" + (f"{head}/_{tail}" if head else f"_{tail}")] = mask[keep_idx]
-        key_o = key[keep_idx]
-        # step rows
-        se, sk, skey = cat(s_env, np.int64), cat(s_k, np.int64), cat(s_key, np.int64)
-        sorder = np.lexsort((sk, se))
-        se, sk, skey = se[sorder], sk[sorder], skey[sorder]
-        step = {name: buf[sk, se] for name, buf in zip(self.act_names, c.act)}
-        step["rewards"] = c.rew[sk, se]
-        step["terminations"] = c.term[sk, se]
-        step["truncations"] = c.trunc[sk, se]
-        pieces = _pieces(key_o, skey)
-        del env_k
-        writer.write_block(Block(obs, step, len(key_o), len(skey), pieces, ends))
-
-    def _final_rows(self, c: Chunk, final_rows: list[tuple[int, np.ndarray]]):
-        total = sum(len(ids) for _, ids in final_rows)
-        cols = self.obs_codec.allocate(total)
-        for col in cols:
-            if col.dtype != _OBJ:
-                col[...] = 0
-        ok = np.zeros(total, bool)
-        r = 0
-        for k, ids in final_rows:
-            if c.final_leaves is not None:
-                if c.final_ok is not None and c.final_ok[k]:
-                    for col, buf in zip(cols, c.final_leaves):
-                        col[r:r + len(ids)] = buf[k, ids]
-                    ok[r:r + len(ids)] = True
-                r += len(ids)
-                continue
-            fo = c.final_obs[k] if k < len(c.final_obs) else None
-            for i in ids.tolist():
-                v = None if fo is None else fo[i]
-                if v is not None:
-                    self.obs_codec.write(cols, r, v)
-                    ok[r] = True
-                r += 1
-        return cols, ok
-
-    def _gather_obs(self, c, env, src, kk, fsel, fidx, final_cols) -> list[np.ndarray]:
-        out = []
-        sel_step = np.nonzero(src == _SRC_STEP)[0]
-        sel_reset = np.nonzero(src == _SRC_RESET)[0]
-        sel_carry = np.nonzero(src == _SRC_CARRY)[0]
-        for j, leaf in enumerate(self.obs_codec.leaves):
-            col = np.zeros((len(env), *leaf.shape), leaf.dtype)
-            if len(sel_step):
-                col[sel_step] = c.obs[j][kk[sel_step], env[sel_step]]
+            run0 = run_n = np.zeros(0, np.int64)
+            run_ret = np.zeros(0, np.float64)
+        run_key, run_env = s_key[run0], s_env[run0]
+        last = run0 + run_n - 1
+        run_k = s_k[last]
+        cont = run_key == self.key[run_env]  # continues an episode open before this chunk
+        run_len = run_n + np.where(cont, self.length[run_env], 0)
+        run_ret = run_ret + np.where(cont, self.ret[run_env], 0.0)
+        run_done = ends[run_k, run_env]
+        # -- observation columns
+        o_flat = np.maximum(kk1 - 1, 0) * n + env
+        obs_cols = [_take(buf, o_flat) for buf in c.obs]
+        if reset_meta is not None:
+            rsel = np.nonzero(kk1 == 0)[0]
+            for col, buf in zip(obs_cols, c.reset["obs"]):
+                col[rsel] = buf[env[rsel]]
+        missing_keys: set[int] = set()
+        if self.mode == SAME_STEP and S:
+            fsel = stepsel[ends[s_k, s_env]]  # final observation rows (slot 0 of a done step)
             if len(fsel):
-                col[fsel] = final_cols[j][fidx]
-            if len(sel_reset):
-                col[sel_reset] = c.reset["obs"][j][env[sel_reset]]
-            if len(sel_carry):
-                col[sel_carry] = self.carry_obs[j][env[sel_carry]]
-            out.append(col)
-        return out
+                missing_keys = self._final_rows(c, obs_cols, fsel, kk1[fsel] - 1, env[fsel], row_key[fsel])
+        obs = {name: col for name, col in zip(self.obs_names, obs_cols)}
+        if self.record_infos:
+            for name, (vals, mask) in self._gather_infos(c, env, kk1, slot, ends).items():
+                obs["infos/" + name] = vals
+                head, _, tail = name.rpartition("/")
+                obs["infos/" + (f"{head}/_{tail}" if head else f"_{tail}")] = mask
+        step = {name: _take(buf, s_flat) for name, buf in zip(self.act_names, c.act)}
+        for name, buf in zip(self.ext_names, c.ext):
+            step[name] = _take(buf, s_flat)
+        step["rewards"] = rew
+        te, tr = _take(c.term, s_flat), _take(c.trunc, s_flat)
+        step["terminations"], step["truncations"] = te, tr
+        # -- pieces: obs runs, and the step run inside each
+        if R:
+            o0 = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]])
+            pieces = np.zeros((len(o0), 5), np.int64)
+            pieces[:, 0] = row_key[o0]
+            pieces[:, 1] = o0
+            pieces[:, 2] = np.diff(np.r_[o0, R])
+            if S:
+                at = np.searchsorted(o0, stepsel[run0], side="right") - 1
+                pieces[at, 3] = run0
+                pieces[at, 4] = run_n
+        else:
+            pieces = np.zeros((0, 5), np.int64)
+        # -- finished episodes, in the order they finished
+        d = np.nonzero(run_done)[0]
+        if len(d):
+            d = d[np.lexsort((run_env[d], run_k[d]))]
+            flags = np.where(te[last[d]], _TERM, 0) | np.where(tr[last[d]], _TRUNC, 0)
+            end_parts.append(self._ends(run_env[d], run_key[d], run_len[d], run_ret[d], flags, missing_keys))
+        # -- per sub-env state after the chunk
+        if R:
+            lst = np.r_[env[1:] != env[:-1], True]
+            e_l, k_l = env[lst], row_key[lst]
+            changed = k_l != self.key[e_l]
+            self.length[e_l[changed]] = 0
+            self.ret[e_l[changed]] = 0.0
+            self.key[e_l] = k_l
+            cur = run_key == self.key[run_env]
+            self.length[run_env[cur]] = run_len[cur]
+            self.ret[run_env[cur]] = run_ret[cur]
+        self.open |= pre
+        if self.mode == NEXT_STEP:
+            self.pending &= ~pre
+            if K:
+                self.open = (self.open | self.pending) & ~ends[K - 1]
+                self.pending = ends[K - 1].copy()
+        elif self.mode == DISABLED:
+            self.open &= ~ends.any(axis=0)
+        writer.write_block(Block(obs, step, R, S, pieces, [], end_cols=_cat_ends(end_parts)))
+
+    def _end_meta(self, i: int, key: int, length: int, ret: float, flags: int, interrupted: str | None = None,
+                  missing: bool = False) -> str:
+        """The metadata JSON of one finished episode (general path: builds the dict, runs callbacks)."""
+        meta = {**self.key_meta.pop(key, {"seed": None}), **self.episode_meta, "env_index": i,
+                "terminated": bool(flags & _TERM), "truncated": bool(flags & _TRUNC)}
+        if interrupted:
+            meta["interrupted"] = interrupted
+        if missing:
+            meta["final_observation"] = "missing"
+        col = self.collector
+        if getattr(col, "episode_callbacks", None):
+            summary = {"episode_index": key, "length": length, "return": ret, "terminated": meta["terminated"],
+                       "truncated": meta["truncated"], "metadata": meta}
+            for cb in col.episode_callbacks:
+                more = cb(col, summary)
+                if more:
+                    meta.update(_jsonable(more))
+        return json.dumps(meta, default=repr)
+
+    def _ends(self, envs: np.ndarray, keys: np.ndarray, lengths: np.ndarray, rets: np.ndarray, flags: np.ndarray,
+              missing: set[int] = frozenset(), interrupted: str | None = None) -> tuple:
+        """Columns of finished episodes. Auto-reset episodes take their metadata JSON from a per-(sub-env,
+        flags) table, so no per-episode dict or ``json.dumps`` is built for them."""
+        flags = flags.astype(np.uint8)
+        metas = self._meta_table[envs * 4 + flags]
+        col = self.collector
+        if interrupted or getattr(col, "episode_callbacks", None):
+            slow = range(len(keys))
+        else:
+            special = self.key_meta
+            slow = [j for j, k in enumerate(keys.tolist()) if k in special or k in missing] \
+                if special or missing else ()
+        for j in slow:
+            metas[j] = self._end_meta(int(envs[j]), int(keys[j]), int(lengths[j]), float(rets[j]), int(flags[j]),
+                                      interrupted, int(keys[j]) in missing)
+        col.episode_lengths.extend(lengths.tolist())
+        col.episode_returns.extend(rets.tolist())
+        col.episode_flags.extend(flags.tolist())
+        return keys.astype(np.int64), lengths.astype(np.int64), rets.astype(np.float64), flags, metas
+
+    def _final_rows(self, c: Chunk, cols: list[np.ndarray], rows: np.ndarray, ks: np.ndarray, envs: np.ndarray,
+                    keys: np.ndarray) -> set[int]:
+        """Write SAME_STEP final observations into ``cols[rows]``; returns keys of episodes without one."""
+        for col in cols:
+            col[rows] = "" if col.dtype == _OBJ else 0
+        if c.final_leaves is not None:  # batched final rows (Isaac Lab)
+            ok = c.final_ok[ks] if c.final_ok is not None else np.ones(len(rows), bool)
+            for col, buf in zip(cols, c.final_leaves):
+                col[rows[ok]] = buf[ks[ok], envs[ok]]
+            return set(keys[~ok].tolist())
+        missing: set[int] = set()
+        codec = self.obs_codec
+        for k in np.unique(ks).tolist():
+            sel = np.nonzero(ks == k)[0]
+            fo = c.final_obs[k] if k < len(c.final_obs) else None
+            for j in sel.tolist():
+                v = None if fo is None else fo[int(envs[j])]
+                if v is None:
+                    missing.add(int(keys[j]))
+                else:
+                    codec.write(cols, int(rows[j]), v)
+        return missing
 
     # -- infos ------------------------------------------------------------------------------------------
-    def _gather_infos(self, c: Chunk, env, src, kk) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        R = len(env)
-        groups: dict[tuple[int, int], np.ndarray] = {}
-        if R:
-            gid = src.astype(np.int64) * (c.k + 2) + kk
-            uniq, inv = np.unique(gid, return_inverse=True)
-            for u_i, u in enumerate(uniq.tolist()):
-                groups[(u // (c.k + 2), u % (c.k + 2))] = np.nonzero(inv == u_i)[0]
+    def _gather_infos(self, c: Chunk, env, kk1, slot, ends) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Info columns for the chunk's obs rows: step infos at the step's row (SAME_STEP: the reset
+        info at the new episode's start row and ``final_info`` at the final row), reset infos at
+        explicit reset rows."""
+        R, n, K = len(env), self.n, c.k
+        todo = [k for k in range(K) if k < len(c.infos) and c.infos[k]]
+        fin = [k for k in range(K) if k < len(c.final_info) and c.final_info[k]]
+        rinfo = c.reset.get("infos") if c.reset is not None else None
         cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if not (todo or fin or rinfo):
+            return cols
+        P = np.full((n, K + 1, 2), -1, np.int64)
+        P[env, kk1, slot] = np.arange(R)
+        same = self.mode == SAME_STEP
 
         def put(name: str, rows: np.ndarray, vals: np.ndarray, mask: np.ndarray) -> None:
             spec = self.info_schema.get(name)
@@ -499,63 +514,67 @@ class BatchedRecorder:
             col[rows] = vals
             m[rows] = mask
 
-        for (s, k), rows in groups.items():
-            e = env[rows]
-            if s == _SRC_CARRY:
-                for name, (vals, mask, cenv) in self.carry_info.items():
-                    pos = {int(x): j for j, x in enumerate(cenv)}
-                    sel = [j for j, x in enumerate(e.tolist()) if x in pos]
-                    if sel:
-                        src_idx = np.array([pos[int(e[j])] for j in sel])
-                        put(name, rows[sel], vals[src_idx], mask[src_idx])
-                continue
-            if s == _SRC_RESET:
-                infos = c.reset.get("infos")
-            elif s == _SRC_FINAL:
-                infos = c.final_info[k] if k < len(c.final_info) else None
-            else:
-                infos = c.infos[k] if k < len(c.infos) else None
-            if not infos:
-                continue
-            flat = split_batched_info(infos, self.n)
-            for name, (vals, mask) in flat.items():
+        def emit(infos: dict, rows: np.ndarray, envs: np.ndarray) -> None:
+            if not len(rows):
+                return
+            for name, (vals, mask) in split_batched_info(infos, n).items():
                 try:
-                    put(name, rows, vals[e], mask[e])
+                    put(name, rows, vals[envs], mask[envs])
                 except (ValueError, TypeError) as exc:
                     self._warn_once(f"info:{name}", "gym_aquacollect: info key {!r} not recorded: {}", name, exc)
+
+        def pick(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            e = np.nonzero(r >= 0)[0]
+            return r[e], e
+
+        if rinfo:
+            emit(rinfo, *pick(P[:, 0, 1]))
+        for k in todo:
+            a = P[:, k + 1, 0].copy()
+            if same:
+                a[ends[k]] = -1  # the step info of a done sub-env is in final_info
+            ra, ea = pick(a)
+            rb, eb = pick(P[:, k + 1, 1])
+            emit(c.infos[k], np.concatenate((ra, rb)), np.concatenate((ea, eb)))
+        for k in fin:
+            f = np.where(ends[k], P[:, k + 1, 0], -1)
+            emit(c.final_info[k], *pick(f))
         return cols
 
     def _close_all(self, writer: DatasetWriter) -> None:
-        ends: list[EpisodeEnd] = []
-        for i in np.nonzero(self.open & (self.length > 0))[0].tolist():
-            self._end(i, False, True, ends, interrupted="close")
-        if ends:
-            writer.write_block(Block({}, {}, 0, 0, [], ends))
+        hit = np.nonzero(self.open & (self.length > 0))[0]
+        self.open[:] = False
+        if len(hit):
+            ends = self._ends(hit, self.key[hit], self.length[hit], self.ret[hit], np.full(len(hit), _TRUNC, np.uint8),
+                              interrupted="close")
+            writer.write_block(Block({}, {}, 0, 0, [], [], end_cols=ends))
+
+
+def _cat_ends(parts: list[tuple]) -> tuple | None:
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(cols) for cols in zip(*parts))
+
+
+_META_SUFFIX = {f: f'"terminated": {"true" if f & _TERM else "false"}, '
+                   f'"truncated": {"true" if f & _TRUNC else "false"}}}' for f in range(4)}
+
+
+def teacher_columns(act_codec: SpaceCodec) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """Step columns ``extras/teacher_actions[/<leaf>]`` shaped like the (single) action space."""
+    return [("extras/teacher_actions" + ("/" + leaf.name if leaf.name else ""), leaf.shape, leaf.dtype)
+            for leaf in act_codec.leaves]
+
+
+def _take(buf: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``buf[k, i]`` for ``flat = k * N + i`` (``buf`` has leading axes ``(K, N)``): one ``take``."""
+    return buf.reshape(-1, *buf.shape[2:]).take(flat, axis=0)
 
 
 def _cat(xs: list[np.ndarray], dt: Any) -> np.ndarray:
     return np.concatenate(xs) if xs else np.zeros(0, dt)
-
-
-def _pieces(obs_keys: np.ndarray, step_keys: np.ndarray) -> list[Piece]:
-    """Segments of contiguous equal keys in the obs rows and the step rows (same key order)."""
-    def runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not len(keys):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        starts = np.concatenate(([0], np.nonzero(keys[1:] != keys[:-1])[0] + 1))
-        counts = np.diff(np.concatenate((starts, [len(keys)])))
-        return keys[starts], starts, counts
-
-    ok, os_, on = runs(obs_keys)
-    sk, ss, sn = runs(step_keys)
-    step_at = {int(k): (int(s), int(c)) for k, s, c in zip(sk, ss, sn)}
-    out = []
-    for k, s, cnt in zip(ok.tolist(), os_.tolist(), on.tolist()):
-        st, stn = step_at.pop(k, (0, 0))
-        out.append(Piece(k, s, cnt, st, stn))
-    if step_at:  # cannot happen: every step emits an observation row
-        raise RuntimeError(f"gym_aquacollect: internal error, step rows without observation rows for {step_at}")
-    return out
 
 
 def _to_text(x: Any) -> str:

@@ -16,6 +16,10 @@ inside ``step`` (SAME_STEP); the terminal observation comes from ``extras["final
 ``cfg.compute_final_obs`` (Isaac Lab >= 3.0). Otherwise it does not exist: the episode's last observation
 row is zeros and its metadata says ``"final_observation": "missing"``. ``extras`` (batch aggregates such as
 ``extras["log"]``) are not stored per step.
+
+``teacher=``: a callable ``teacher(obs) -> action`` called before each step with the last observation
+dict the env returned (all groups, so a teacher may use the privileged ``"critic"`` group); its batched
+output is stored beside the executed action as the step column ``extras/teacher_actions``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector
 from ..storage.writer import FlushPolicy
-from ._batched import SAME_STEP, BatchedRecorder, Chunk, _leaf_get
+from ._batched import SAME_STEP, BatchedRecorder, Chunk, _leaf_get, teacher_columns
 from .vector import _constructor_kwargs, _make_collector
 
 __all__ = ["CollectingIsaacLabWrapper", "TorchChunks"]
@@ -64,6 +68,7 @@ class TorchChunks:
                 "act": [buf(leaf.shape, leaf.dtype) for leaf in rec.act_codec.leaves],
                 "rew": buf((), np.float64), "term": buf((), np.bool_), "trunc": buf((), np.bool_),
                 "final": [buf(leaf.shape, leaf.dtype) for leaf in rec.obs_codec.leaves] if self.with_final else None,
+                "ext": [buf(shape, dt) for _, shape, dt in rec.ext_specs],
             }
             if self.cuda:
                 host = {k: ([t.new_empty(t.shape, device="cpu").pin_memory() for t in v] if isinstance(v, list)
@@ -76,7 +81,7 @@ class TorchChunks:
 
         chunk = Chunk(
             obs=[np_of(t) for t in host["obs"]], act=[np_of(t) for t in host["act"]], rew=np_of(host["rew"]),
-            term=np_of(host["term"]), trunc=np_of(host["trunc"]),
+            term=np_of(host["term"]), trunc=np_of(host["trunc"]), ext=[np_of(t) for t in host["ext"]],
             final_leaves=None if host["final"] is None else [np_of(t) for t in host["final"]],
             final_ok=np.zeros(K, bool),
         )
@@ -125,6 +130,17 @@ class TorchChunks:
         self.rec.submit()
 
 
+def _copy_leaves(bufs: list[Any], k: int, value: Any, paths: list[tuple[str, ...]]) -> None:
+    """``buf[k].copy_(leaf)`` for each leaf of a (possibly dict) batched tensor value."""
+    for buf, p in zip(bufs, paths):
+        v = _leaf_get(value, p) if p else value
+        if not hasattr(v, "detach"):  # e.g. a numpy array from a teacher
+            import torch
+
+            v = torch.as_tensor(np.asarray(v))
+        buf[k].copy_(v, non_blocking=True)
+
+
 class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Record every sub-env episode of an Isaac Lab task (or :class:`~gym_aquacollect.testing.FakeIsaacLabEnv`).
 
@@ -164,8 +180,6 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self, **_constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
                                         chunk_steps=chunk_steps))
         gym.Wrapper.__init__(self, env)
-        if teacher is not None:
-            raise NotImplementedError("teacher= is not supported for Isaac Lab tasks yet")
         u = env.unwrapped
         if not getattr(u, "is_vector_env", False):
             raise TypeError(f"{type(u).__name__} is not an Isaac Lab-style batched env (no is_vector_env)")
@@ -183,12 +197,15 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             dtype_policy=dtype_policy,
         )
         c = self.collector
+        self.teacher = teacher
         self._rec = BatchedRecorder(c, self.num_envs, c._obs_codec, c._act_codec, SAME_STEP, record_infos=False,
-                                    chunk_steps=chunk_steps, episode_meta={"autoreset_mode": SAME_STEP})
+                                    chunk_steps=chunk_steps, episode_meta={"autoreset_mode": SAME_STEP},
+                                    ext=teacher_columns(c._act_codec) if teacher is not None else ())
         self._chunks = TorchChunks(self._rec, self.device, self.final_obs_available)
         self._obs_paths = [leaf.path for leaf in c._obs_codec.leaves]
         self._act_paths = [leaf.path for leaf in c._act_codec.leaves]
         self._last_final: Any = None
+        self._last_obs: Any = None
         self._closed_rec = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -206,9 +223,11 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         slot["chunk"].reset = plain.reset
         plain.release()
         self._last_final = (out[1] or {}).get("final_obs") if isinstance(out[1], dict) else None
+        self._last_obs = obs
         return out
 
     def step(self, action: Any):
+        teacher_action = None if self.teacher is None else self.teacher(self._last_obs)
         out = self.env.step(action)
         obs, rew, term, trunc, extras = out
         ch = self._chunks
@@ -222,6 +241,9 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         else:
             for buf, p in zip(dev["act"], self._act_paths):
                 buf[k].copy_(_leaf_get(action, p), non_blocking=True)
+        if teacher_action is not None:
+            _copy_leaves(dev["ext"], k, teacher_action, self._act_paths)
+            self._last_obs = obs
         dev["rew"][k].copy_(rew, non_blocking=True)
         dev["term"][k].copy_(term, non_blocking=True)
         dev["trunc"][k].copy_(trunc, non_blocking=True)

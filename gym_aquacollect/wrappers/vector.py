@@ -17,6 +17,7 @@ after a done step followed by an explicit ``reset()``; use ``shared_memory=True`
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from loguru import logger
 
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
 from ..storage.writer import FlushPolicy
-from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder
+from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder, teacher_columns
 from .single import make_default_collector
 
 __all__ = ["CollectingVectorWrapper", "resolve_autoreset_mode"]
@@ -109,7 +110,10 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
             :class:`~gym_aquacollect.wrappers.isaaclab.CollectingIsaacLabWrapper`).
         path, collector, compression, record_infos, metadata, flush_policy, dtype_policy: as for
             :class:`~gym_aquacollect.CollectingWrapper`.
-        teacher: not supported for vector envs yet (raises if given).
+        teacher: a callable ``teacher(batched_observation) -> batched_action``, called before each step
+            on the observation the actions are taken at; its output is stored beside the executed action
+            as the step column ``extras/teacher_actions`` (``episode.extras["teacher_actions"]``), as
+            :class:`~gym_aquacollect.CollectingWrapper` does. It must fit the batched action space.
         autoreset_mode: override the env's ``metadata["autoreset_mode"]``.
         chunk_steps: steps per chunk handed to the writer thread (default: about 4 MiB of rows).
     """
@@ -118,9 +122,13 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         if cls is CollectingVectorWrapper and not isinstance(env, VectorEnv):
             u = getattr(env, "unwrapped", env)
             if hasattr(u, "possible_agents"):
-                raise NotImplementedError(
-                    f"{type(u).__name__} is a multi-agent env (possible_agents); multi-agent recording is not "
-                    "implemented yet"
+                from .multiagent import CollectingIsaacLabMARLWrapper, _is_isaac_marl
+
+                if _is_isaac_marl(env):
+                    return CollectingIsaacLabMARLWrapper(env, *args, **kwargs)
+                raise TypeError(
+                    f"{type(u).__name__} is a multi-agent env (possible_agents) without num_envs: use "
+                    "CollectingMultiAgentWrapper for PettingZoo parallel envs"
                 )
             if getattr(u, "is_vector_env", False):
                 from .isaaclab import CollectingIsaacLabWrapper
@@ -153,8 +161,6 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
                                         else AutoresetMode(autoreset_mode).value,
                                         chunk_steps=chunk_steps))
         VectorWrapper.__init__(self, env)
-        if teacher is not None:
-            raise NotImplementedError("teacher= is not supported by CollectingVectorWrapper yet")
         self.autoreset_mode = resolve_autoreset_mode(env, autoreset_mode)
         self.collector = _make_collector(
             collector, path, env.single_observation_space, env.single_action_space, env,
@@ -163,11 +169,15 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
             flush_policy=flush_policy, dtype_policy=dtype_policy,
         )
         c = self.collector
+        self.teacher = teacher
         self._rec = BatchedRecorder(c, env.num_envs, c._obs_codec, c._act_codec, self.autoreset_mode,
                                     record_infos=record_infos, chunk_steps=chunk_steps,
-                                    episode_meta={"autoreset_mode": self.autoreset_mode})
+                                    episode_meta={"autoreset_mode": self.autoreset_mode},
+                                    ext=teacher_columns(c._act_codec) if teacher is not None else ())
         self._record_infos = record_infos
         self._same = self.autoreset_mode == SAME_STEP
+        self._simple = c._obs_codec.simple and c._act_codec.simple
+        self._last_obs: Any = None
         self._closed_rec = False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
@@ -182,26 +192,43 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         if mask is None:
             mask = np.ones(self.num_envs, dtype=bool)
         self._rec.on_reset(mask, obs, infos, seed, rest)
+        if self.teacher is not None:
+            self._last_obs = obs
         return out
 
     def step(self, actions: Any):
         """Step all sub-envs; the transition is copied once per field into the current chunk."""
+        teacher_action = None if self.teacher is None else self.teacher(self._last_obs)
         out = self.env.step(actions)
         obs, rew, term, trunc, infos = out
         rec = self._rec
         c = rec.chunk if rec.chunk is not None else rec.current()
         k = c.k
-        rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
-        rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
+        if self._simple:
+            try:
+                c.obs[0][k] = obs
+                c.act[0][k] = actions
+            except (ValueError, TypeError) as e:  # the slow path names the field and the expected shapes
+                rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
+                rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
+                raise e
+        else:
+            rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
+            rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
         c.rew[k] = rew
         c.term[k] = term
         c.trunc[k] = trunc
-        c.infos.append(infos if self._record_infos else None)
+        if self._record_infos:
+            c.infos.append(infos)
+            if self._same:
+                c.final_info.append(infos.get("final_info"))
         if self._same:
             c.final_obs.append(infos.get("final_obs"))
-            c.final_info.append(infos.get("final_info") if self._record_infos else None)
-        c.k = k + 1
-        if c.k == rec.K:
+        if teacher_action is not None:
+            rec.put_leaves(c.ext, k, teacher_action, rec.act_codec, "teacher action")
+            self._last_obs = obs
+        c.k = k = k + 1
+        if k == rec.K or (not k & 63 and time.monotonic() - rec.last_handoff > rec.handoff_seconds):
             rec.submit()
         return out
 
