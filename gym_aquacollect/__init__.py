@@ -3,8 +3,11 @@
 Contents:
     * :class:`CollectingWrapper` - one line around an env records every episode.
     * :func:`load_dataset`, :class:`Dataset`, :class:`Episode` - read datasets back.
-    * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`.
+    * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`,
+      :class:`TrajectoryCollector`, :class:`BufferCollector`, and the seed's :class:`UnitConfig`.
     * :func:`env_info` - what a collector's ``initialize_configs`` takes.
+    * :class:`ReplayEnv`, :func:`replay_actions` - play a dataset back as an env (registered as
+      ``AquaCollect/Replay-v0``), re-execute recorded actions; exporters in :mod:`gym_aquacollect.formats`.
 
 Example:
     >>> import tempfile, gymnasium as gym
@@ -21,23 +24,35 @@ Example:
     30
 """
 
-from .collectors import BaseCollector, RLCollector, env_info
-from .dataset import Dataset, Episode, load_dataset
+from .collectors import BaseCollector, BufferCollector, RLCollector, TrajectoryCollector, UnitConfig, env_info
+from .dataset import AgentEpisode, Dataset, Episode, load_dataset
+from .registration import register_envs
+from .replay import ReplayEnv, replay_actions
 from .storage import DatasetFormatError, FlushPolicy, WriterError
-from .wrappers import CollectingWrapper
+from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
+
+register_envs()
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CollectingWrapper",
+    "CollectingVectorWrapper",
+    "CollectingMultiAgentWrapper",
     "load_dataset",
     "Dataset",
     "Episode",
+    "AgentEpisode",
     "BaseCollector",
     "RLCollector",
+    "TrajectoryCollector",
+    "BufferCollector",
+    "UnitConfig",
     "env_info",
     "FlushPolicy",
     "WriterError",
     "DatasetFormatError",
+    "ReplayEnv",
+    "replay_actions",
     "__version__",
 ]

@@ -38,11 +38,12 @@ import numpy as np
 from gymnasium import spaces
 from loguru import logger
 
+from .exports import ExportMixin
 from .spaces import SpaceCodec, deserialize_space
 from .storage.manifest import DatasetFormatError, file_checksum, is_dataset_dir, read_dataset_dir
 from .storage.shard import ShardReader
 
-__all__ = ["load_dataset", "Dataset", "Episode", "episode_statistics", "register_loader", "DatasetFormatError"]
+__all__ = ["load_dataset", "Dataset", "Episode", "AgentEpisode", "episode_statistics", "register_loader", "DatasetFormatError"]
 
 _TERM, _TRUNC = 1, 2
 
@@ -104,6 +105,30 @@ class _Ref:
     flags: int
     meta_at: tuple[int, int] | None  # (shard, row in its episode table); None for partial episodes
     extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AgentEpisode:
+    """One agent's trajectory inside a multi-agent :class:`Episode` (see :meth:`Episode.agent`).
+
+    Attributes:
+        agent: the agent's name.
+        steps: positions of the agent's steps on the episode's shared time axis (where it was active).
+        observations: ``len(steps) + 1`` rows: the observation its first action was taken at, then the
+            one after each of its steps (for an agent that left, the last is its final observation).
+        actions, rewards, terminations, truncations: one row per step in ``steps``.
+    """
+
+    agent: str
+    steps: np.ndarray
+    observations: Any
+    actions: Any
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
 
 
 class Episode:
@@ -173,8 +198,9 @@ class Episode:
 
     def _flags(self, name: str) -> np.ndarray:
         a = self.column("step", name).astype(bool)
-        if name == "truncations" and self._ref.meta_at is None and len(a):
-            a[-1] = True  # a partial (crash-recovered) episode ends truncated
+        bit = _TRUNC if name == "truncations" else _TERM
+        if len(a) and self._ref.flags & bit:
+            a[-1] = True  # an episode interrupted by reset()/close()/a crash ends truncated
         return a
 
     @property
@@ -191,6 +217,53 @@ class Episode:
         names = [c for c in self._ds._columns[kind] if c.startswith(prefix)]
         return _nest({c[len(prefix):]: self.column(kind, c) for c in names}, n)
 
+    @property
+    def agents(self) -> list[str]:
+        """The agents of a multi-agent dataset (empty for single-agent data)."""
+        return self._ds.agents
+
+    def agent(self, name: str) -> AgentEpisode:
+        """One agent's own trajectory in a multi-agent episode: its data on the steps where it was active.
+
+        Example (a PettingZoo env whose agent ``a0`` leaves after 2 of 3 steps):
+            >>> import tempfile
+            >>> from gym_aquacollect import CollectingMultiAgentWrapper
+            >>> from gym_aquacollect.testing import CountingParallelEnv
+            >>> path = tempfile.mkdtemp() + "/ma"
+            >>> with CollectingMultiAgentWrapper(CountingParallelEnv((2, 0), max_steps=3), path) as env:
+            ...     _ = env.reset(seed=0)
+            ...     while env.agents:
+            ...         _ = env.step({a: 0 for a in env.agents})
+            >>> ep = load_dataset(path)[0]
+            >>> ep.agents, len(ep), len(ep.agent("a0")), ep.agent("a0").steps.tolist()
+            (['a0', 'a1'], 3, 2, [0, 1])
+            >>> ep.agent("a1").truncations.tolist()
+            [False, False, True]
+        """
+        agents = self.agents
+        if name not in agents:
+            raise KeyError(f"agent {name!r} is not in this dataset (agents: {agents}); "
+                           "Episode.agent() needs a multi-agent dataset")
+        ex = self.extras["agents"][name]
+        steps = np.nonzero(np.asarray(ex["active"], dtype=bool))[0]
+        rows = np.concatenate((steps[:1], steps + 1)) if len(steps) else np.zeros(0, np.int64)
+
+        def pick(x: Any, idx: np.ndarray) -> Any:
+            if isinstance(x, dict):
+                return {k: pick(v, idx) for k, v in x.items()}
+            if isinstance(x, tuple):
+                return tuple(pick(v, idx) for v in x)
+            if isinstance(x, list):
+                return [x[int(i)] for i in idx]
+            return x[idx]
+
+        return AgentEpisode(
+            agent=name, steps=steps, observations=pick(self.observations[name], rows),
+            actions=pick(self.actions[name], steps), rewards=np.asarray(ex["reward"])[steps],
+            terminations=np.asarray(ex["terminated"], dtype=bool)[steps],
+            truncations=np.asarray(ex["truncated"], dtype=bool)[steps],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict."""
         return {"id": self.id, "observations": self.observations, "actions": self.actions,
@@ -198,7 +271,7 @@ class Episode:
                 "infos": self.infos, "extras": self.extras, "metadata": self.metadata}
 
 
-class Dataset:
+class Dataset(ExportMixin):
     """The episodes of a gym_aquacollect dataset directory (see :func:`load_dataset`).
 
     Args:
@@ -403,6 +476,11 @@ class Dataset:
         view.__dict__.update(self.__dict__)
         view._refs = keep
         return view
+
+    @property
+    def agents(self) -> list[str]:
+        """The agents of a multi-agent dataset (``env_description["agents"]``), else ``[]``."""
+        return list((self.metadata.get("env_description") or {}).get("agents") or [])
 
     @property
     def total_steps(self) -> int:

@@ -133,7 +133,7 @@ def _make_writer(leaf: Leaf, label: str, cast: bool) -> Callable[[np.ndarray, in
         return put_discrete
 
     def put_array(col: np.ndarray, i: int, v: Any) -> None:
-        if type(v) is np.ndarray and v.dtype == dtype and v.shape == shape:
+        if type(v) is np.ndarray and (v.dtype is dtype or v.dtype == dtype) and v.shape == shape:
             col[i] = v
             return
         arr = np.asarray(v)

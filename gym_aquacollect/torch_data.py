@@ -133,8 +133,9 @@ class TorchDataset:
         rew = _rows(ds, ref, "step", "rewards", t, 1)
         term = _rows(ds, ref, "step", "terminations", t, 1).astype(bool)
         trunc = _rows(ds, ref, "step", "truncations", t, 1).astype(bool)
-        if ref.meta_at is None and t == ref.length - 1:
-            trunc[:] = True  # a crash-recovered episode ends truncated (as Episode.truncations says)
+        if t == ref.length - 1:  # the episode's flags decide its last step (as Episode.truncations says)
+            term |= bool(ref.flags & 1)
+            trunc |= bool(ref.flags & 2)
         return {
             "obs": _index(obs2, 0), "action": _index(act, 0), "reward": rew[0], "next_obs": _index(obs2, 1),
             "terminated": term[0], "truncated": trunc[0], "episode_id": e, "t": t,

@@ -1,11 +1,34 @@
-"""Collectors: the sinks that wrappers hand each step to.
+"""Collectors: the sinks that wrappers hand each step to (the seed document's API).
 
 Contents:
-    * :class:`BaseCollector` - validation, batching and hand-over to the writer thread.
+    * :class:`BaseCollector` - validation, batching and hand-over to the writer thread; subclass it for a
+      custom collector (see ``examples/custom_collector.py``).
     * :class:`RLCollector` - every transition, streamed to disk (the default).
+    * :class:`TrajectoryCollector` - whole episodes, kept only when they pass filter criteria / top-k.
+    * :class:`BufferCollector` - a replay buffer (``sample``) with a memory limit, spilling to disk.
+    * :class:`UnitConfig` - the seed's data units; :func:`env_info` - what ``initialize_configs`` takes.
+    * :mod:`.schedules` - which episodes to record (every Nth, Bernoulli, listed, time window).
+    * :mod:`.filters` - the trajectory filter criteria.
 """
 
+from . import schedules
 from .base import DEFAULT_COMPRESSION, BaseCollector, env_info
+from .buffer import BufferCollector, BufferOverflowError
+from .filters import TrajectoryFilter
 from .rl import RLCollector
+from .trajectory import TrajectoryCollector
+from .units import GymnasiumWrapper, UnitConfig
 
-__all__ = ["BaseCollector", "RLCollector", "env_info", "DEFAULT_COMPRESSION"]
+__all__ = [
+    "BaseCollector",
+    "RLCollector",
+    "TrajectoryCollector",
+    "BufferCollector",
+    "BufferOverflowError",
+    "TrajectoryFilter",
+    "UnitConfig",
+    "GymnasiumWrapper",
+    "env_info",
+    "schedules",
+    "DEFAULT_COMPRESSION",
+]

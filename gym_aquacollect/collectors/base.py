@@ -12,16 +12,22 @@ thread as views, without another copy. Episode rows stay contiguous inside a blo
 stores them as segments of a columnar shard.
 
 Writing a custom collector: subclass :class:`BaseCollector` and override any of
-:meth:`_episode_filter` (keep or drop a finished episode), :meth:`_on_block` (what to do with a
-block of rows instead of streaming it to disk) and :meth:`_on_episode_end` (per-episode bookkeeping).
-See ``examples/custom_collector.py``.
+:meth:`_on_block` (what to do with a :class:`~gym_aquacollect.storage.writer.Block` of rows instead of
+streaming it to disk; call ``block.on_written()`` once its arrays are no longer needed),
+:meth:`_on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
+:meth:`_open_writer` / :meth:`_finalize` (no writer, or a different sink) and
+:meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) stays the
+base's. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
+``examples/custom_collector.py`` for a complete one.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -33,11 +39,45 @@ import gymnasium as gym
 import numpy as np
 from loguru import logger
 
+from ..exports import ExportMixin
 from ..spaces import SpaceCodec, serialize_space
 from ..storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece
 from .columns import DynamicColumns
 
 __all__ = ["DEFAULT_COMPRESSION", "BaseCollector", "env_info", "describe_env"]
+
+def _scalar(value: Any, name: str, kind: type) -> Any:
+    """Validate a reward / flag that is not already a Python float / bool (NumPy scalars, 0-d arrays)."""
+    try:
+        if np.ndim(value) != 0:
+            raise TypeError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}: expected a scalar ({kind.__name__}), got {type(value).__name__} with shape "
+            f"{np.shape(value)}. A single-env step returns one {name}; for batched envs use "
+            "CollectingVectorWrapper."
+        ) from None
+
+
+class _NoWriter:
+    """Stands in for the writer of a collector that keeps its data in memory."""
+
+    failed = False
+
+
+_LIVE_COLLECTORS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _end_live_collections() -> None:
+    """At interpreter exit, store what collectors still hold (an exit without close() loses nothing)."""
+    for c in list(_LIVE_COLLECTORS):
+        if c.collecting and not (c.writer is not None and (c.writer.failed or c.writer.closed)):
+            try:
+                c.end_collection()
+            except Exception:  # noqa: BLE001 - nothing sensible to do at exit
+                pass
 
 #: Default compression: LZF costs little CPU in the writer thread and still shrinks typical data.
 DEFAULT_COMPRESSION: Any = "lzf"
@@ -100,7 +140,7 @@ def env_info(env: gym.Env) -> dict[str, Any]:
     }
 
 
-class BaseCollector:
+class BaseCollector(ExportMixin):
     """The sink that wrappers hand each step to; by default it streams every step to disk.
 
     Args:
@@ -135,7 +175,7 @@ class BaseCollector:
         metadata: dict[str, Any] | None = None,
         dtype_policy: str = "strict",
         block_bytes: int = 4 << 20,
-        max_pending_bytes: int = 256 << 20,
+        max_pending_bytes: int = 32 << 20,
         step_callbacks: Sequence[Callable[..., Any]] | None = None,
         episode_callbacks: Sequence[Callable[..., Any]] | None = None,
         schedule: Callable[[int], bool] | None = None,
@@ -193,17 +233,19 @@ class BaseCollector:
         self._dataset_path = Path(value)
 
     def _spaces_from_env_info(self, info: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
-        try:
-            return info["observation_space"], info["action_space"]
-        except KeyError as e:
-            raise KeyError(
-                f"env_info lacks {e.args[0]!r}: pass gym_aquacollect.env_info(env), or a dict with "
-                "'observation_space' and 'action_space' (gymnasium spaces)"
-            ) from None
+        from .units import spaces_from_env_info
+
+        return spaces_from_env_info(info)
 
     def initialize_configs(self, env_info: dict[str, Any]) -> None:
-        """Configure the collector for an env (``env_info`` from :func:`env_info`)."""
+        """Configure the collector for an env: ``env_info`` from :func:`env_info`, or the seed's dict of
+        unit configs (``observation_cfg``/``action_cfg`` of :class:`~gym_aquacollect.UnitConfig` or plain
+        dicts; see :mod:`gym_aquacollect.collectors.units`)."""
+        from .units import make_adapter
+
         obs_space, act_space = self._spaces_from_env_info(env_info)
+        self._adapt_obs = make_adapter(obs_space, "observation")
+        self._adapt_act = make_adapter(act_space, "action")
         cast = self.dtype_policy == "cast"
         self.observation_space, self.action_space = obs_space, act_space
         self._obs_codec = SpaceCodec(obs_space, "observation", cast=cast)
@@ -235,6 +277,7 @@ class BaseCollector:
         if self.collecting:
             return
         self._open_writer()
+        self._wstate = self.writer if self.writer is not None else _NoWriter
         self._pool: deque[tuple[list, list, np.ndarray, np.ndarray, np.ndarray]] = deque()
         self._slots = threading.Semaphore(max(2, self.max_pending_bytes // max(1, self.block_bytes)))
         self._throttle_warned = False
@@ -242,13 +285,16 @@ class BaseCollector:
         self._extras = DynamicColumns("extras/", "extra field")
         self._ep_key = -1
         self._ep_open = False  # an episode has a reset observation
+        self._fast = False  # record_step may take the fast path (open, recorded episode)
         self._ep_done = False  # last episode ended by term/trunc, awaiting reset
         self._ep_recording = True
         self._episode_index = -1
         self._warned_after_done = False
         self._handoff_every = min(1.0, self.flush_policy.every_seconds or 1.0)
+        self._handoff_on_end = self.flush_policy.on_episode_end
         self._new_block()
         self.collecting = True
+        _LIVE_COLLECTORS.add(self)
 
     def _open_writer(self) -> None:
         self.writer = DatasetWriter(self.dataset_path, self._dataset_meta(), compression=self.compression,
@@ -269,7 +315,8 @@ class BaseCollector:
             obs, act, rew, term, trunc = self._pool.pop()
         else:
             obs, act = self._obs_codec.allocate(rows), self._act_codec.allocate(rows)
-            rew, term, trunc = np.empty(rows, np.float64), np.empty(rows, bool), np.empty(rows, bool)
+            # Python lists: an item store is ~3x cheaper than into a NumPy array; converted at hand-over
+            rew, term, trunc = [0.0] * rows, [False] * rows, [False] * rows
         self._obs, self._act, self._rew, self._term, self._trunc = obs, act, rew, term, trunc
         self._bind_writers()
         self._infos.new_block(rows)
@@ -292,7 +339,7 @@ class BaseCollector:
         """Open a new episode with its reset observation (ends an open one as truncated)."""
         if not self.collecting:
             self.start_collection()
-        if self._ep_open and self._ep_len > 0:
+        if self._ep_open and self._cur_len() > 0:
             self._finish_episode(False, True, interrupted="reset")
         elif self._ep_open and self._ep_recording:  # zero-step episode: drop its reset row
             self._no -= 1
@@ -300,8 +347,13 @@ class BaseCollector:
         self._episode_index += 1
         self._ep_recording = self.schedule is None or bool(self.schedule(self._episode_index))
         self._ep_open, self._ep_done = True, False
-        self._ep_len, self._ep_ret = 0, 0.0
-        self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **(metadata or {})}
+        self._ep_len0, self._ep_ret0 = 0, 0.0  # length/return of rows already handed over
+        self._skip_len, self._skip_ret = 0, 0.0
+        if seed is None and options is None and not metadata:
+            self._ep_meta = {"seed": None, "options": None}
+        else:
+            self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **_jsonable(metadata or {})}
+        self._fast = self._ep_recording
         if not self._ep_recording:
             return
         self._ep_key += 1
@@ -317,36 +369,42 @@ class BaseCollector:
     def record_step(self, action: Any, observation: Any, reward: Any, terminated: Any, truncated: Any,
                     info: dict[str, Any] | None = None, extras: dict[str, Any] | None = None) -> None:
         """Record one transition of the open episode (``observation`` is the one ``step`` returned)."""
-        if not (self._ep_open and self._ep_recording) or self._writer_failed():
+        if not self._fast or self._wstate.failed:
             return self._record_slow(action, observation, reward, terminated, truncated, info, extras)
         i, j = self._ns, self._no
-        if i == self._cap or j == self._cap:
+        if j == self._cap:  # obs rows >= step rows in a block, so this also bounds i
             self._rotate()
             i, j = self._ns, self._no
         self._put_act(i, action)
         self._put_obs(j, observation)
-        self._rew[i] = reward
-        self._term[i] = terminated
-        self._trunc[i] = truncated
+        self._rew[i] = reward if type(reward) is float else _scalar(reward, "reward", float)
+        self._term[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
+        self._trunc[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
         if info and self.record_infos:
             self._infos.put(j, info)
-        if extras:
-            self._extras.put(i, extras)
-        if self.step_callbacks:
-            self._run_step_callbacks(i, action, observation, reward, terminated, truncated, info)
+        if extras or self.step_callbacks:
+            self._step_extras(i, action, observation, reward, terminated, truncated, info, extras)
         self._ns, self._no = i + 1, j + 1
-        self._ep_len += 1
-        self._ep_ret += reward
         if terminated or truncated:
             self._finish_episode(bool(terminated), bool(truncated))
         elif not i & 255 and time.monotonic() - self._last_handoff > self._handoff_every:
             self._handoff()
 
-    def _writer_failed(self) -> bool:
-        return self.writer is not None and self.writer.failed
+    def _cur_len(self) -> int:
+        """Steps of the open episode so far."""
+        if not self._ep_recording:
+            return self._skip_len
+        return self._ep_len0 + self._ns - self._piece_s
+
+    def _cur_ret(self) -> float:
+        if not self._ep_recording:
+            return self._skip_ret
+        return self._ep_ret0 + sum(self._rew[self._piece_s:self._ns])
 
     def _record_slow(self, action, observation, reward, terminated, truncated, info, extras) -> None:
         self._check_writer()
+        if not self.collecting:
+            raise RuntimeError("the collector is not collecting: call start_collection() (or it was closed)")
         if not self._ep_open:
             if self._ep_done:
                 self._step_after_done()
@@ -356,11 +414,23 @@ class BaseCollector:
                 "first (call env.reset() / collector.begin_episode(obs))"
             )
         # an episode the schedule does not record: only count it
-        self._ep_len += 1
-        self._ep_ret += float(reward)
+        self._skip_len += 1
+        self._skip_ret += float(reward)
         if terminated or truncated:
-            self._ep_open, self._ep_done = False, True
+            self._ep_open, self._ep_done, self._fast = False, True, False
             self.skipped_episodes += 1
+
+    def _step_extras(self, i, action, observation, reward, terminated, truncated, info, extras) -> None:
+        if extras:
+            self._extras.put(i, extras)
+        if self.step_callbacks:
+            step = {"action": action, "observation": observation, "reward": reward, "terminated": terminated,
+                    "truncated": truncated, "info": info, "episode_index": self._episode_index,
+                    "t": self._cur_len()}
+            for cb in self.step_callbacks:
+                extra = cb(self, step)
+                if extra:
+                    self._extras.put(i, extra)
 
     def _bind_writers(self) -> None:
         """Bind the per-step writers to the current block's arrays (the fast path for flat spaces)."""
@@ -371,14 +441,6 @@ class BaseCollector:
             else:
                 setattr(self, name, partial(codec.write, cols))
 
-    def _run_step_callbacks(self, i, action, observation, reward, terminated, truncated, info) -> None:
-        step = {"action": action, "observation": observation, "reward": reward, "terminated": terminated,
-                "truncated": truncated, "info": info, "episode_index": self._episode_index, "t": self._ep_len}
-        for cb in self.step_callbacks:
-            extra = cb(self, step)
-            if extra:
-                self._extras.put(i, extra)
-
     def _step_after_done(self) -> None:
         if not self._warned_after_done:
             self._warned_after_done = True
@@ -388,12 +450,13 @@ class BaseCollector:
             )
 
     def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
+        length, ret = self._cur_len(), self._cur_ret()
         meta = self._ep_meta
         meta["terminated"], meta["truncated"] = terminated, truncated
         if interrupted:
             meta["interrupted"] = interrupted
         if self.episode_callbacks:
-            summary = {"episode_index": self._episode_index, "length": self._ep_len, "return": float(self._ep_ret),
+            summary = {"episode_index": self._episode_index, "length": length, "return": ret,
                        "terminated": terminated, "truncated": truncated, "metadata": meta}
             for cb in self.episode_callbacks:
                 more = cb(self, summary)
@@ -403,9 +466,9 @@ class BaseCollector:
         self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
                                   self._piece_s, self._ns - self._piece_s))
         self._piece_o, self._piece_s = self._no, self._ns
-        self._ep_open, self._ep_done = False, True
-        self._on_episode_end(EpisodeEnd(self._ep_key, self._ep_len, float(self._ep_ret), flags, meta))
-        if self.flush_policy.on_episode_end or time.monotonic() - self._last_handoff > self._handoff_every:
+        self._ep_open, self._ep_done, self._fast = False, True, False
+        self._on_episode_end(EpisodeEnd(self._ep_key, length, ret, flags, meta))
+        if self._handoff_on_end or time.monotonic() - self._last_handoff > self._handoff_every:
             self._handoff()
 
     # -- hand-over -------------------------------------------------------------------------------------
@@ -423,6 +486,8 @@ class BaseCollector:
             if self._ns > self._piece_s:
                 self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
                                           self._piece_s, self._ns - self._piece_s))
+                self._ep_len0 += self._ns - self._piece_s
+                self._ep_ret0 += sum(self._rew[self._piece_s:self._ns])
                 self._piece_o, self._piece_s = self._no, self._ns
             stop_o = self._piece_o  # a lone reset row waits until its episode has a step
         else:
@@ -433,7 +498,9 @@ class BaseCollector:
         obs = {name: col[so:no] for name, col in zip(self._obs_names, self._obs)}
         obs.update(self._infos.columns(so, no))
         step = {name: col[ss:ns] for name, col in zip(self._act_names, self._act)}
-        step["rewards"], step["terminations"], step["truncations"] = self._rew[ss:ns], self._term[ss:ns], self._trunc[ss:ns]
+        step["rewards"] = np.array(self._rew[ss:ns], dtype=np.float64)
+        step["terminations"] = np.array(self._term[ss:ns], dtype=bool)
+        step["truncations"] = np.array(self._trunc[ss:ns], dtype=bool)
         step.update(self._extras.columns(ss, ns))
         pieces = [Piece(p.key, p.obs_start - so, p.obs_n, p.step_start - ss, p.step_n) for p in self._pieces]
         block = Block(obs, step, no - so, ns - ss, pieces, self._ends)
@@ -456,7 +523,7 @@ class BaseCollector:
 
     def _rotate(self) -> None:
         """The block is full: hand it over and continue in a fresh one (carrying a lone reset row)."""
-        lone = self._ep_open and self._ep_recording and self._ep_len == 0
+        lone = self._ep_open and self._ep_recording and self._cur_len() == 0
         old = (self._obs, dict(self._infos.cols), dict(self._infos.masks), self._no - 1)
         self._handoff(final=True)
         self._new_block()
@@ -467,6 +534,13 @@ class BaseCollector:
             self._infos.copy_row_from(info_cols, info_masks, row, 0)
             self._no = 1
             self._piece_o, self._piece_s = 0, 0
+
+    def _export_source(self) -> Any:
+        """The exporters (``export_for_offline_rl`` & co.) read what is on disk: flush, then open it."""
+        from ..dataset import load_dataset
+
+        self.flush()
+        return load_dataset(self.dataset_path)
 
     def flush(self) -> None:
         """Make everything recorded so far durable (returns once it is on disk)."""
@@ -480,9 +554,9 @@ class BaseCollector:
         if not self.collecting:
             return
         try:
-            if self._ep_open and self._ep_recording and self._ep_len > 0:
+            if self._ep_open and self._ep_recording and self._cur_len() > 0:
                 self._finish_episode(False, True, interrupted="close")
-            self._ep_open = False
+            self._ep_open = self._fast = False
             self._handoff(final=True)
             self._finalize()
         finally:
@@ -506,15 +580,41 @@ class BaseCollector:
         """Record one transition given explicitly (the seed document's manual API).
 
         ``observation`` opens an episode when none is open; ``next_observation`` is what ``step``
-        returned; ``done`` means terminated.
+        returned; ``done`` means terminated. Seed-style values are accepted: dicts of units
+        (``{'action': array(1, 1, 1)}``), leading ``(num_machines, num_envs)`` axes of length 1, and
+        one-element arrays or one-key dicts for ``reward``/``done``/``truncated`` (see
+        :mod:`gym_aquacollect.collectors.units`).
         """
+        from .units import scalar
+
         if not self.collecting:
             self.start_collection()
         if not self._ep_open:
-            self.begin_episode(observation, None)
-        self.record_step(action, next_observation, reward, done, truncated, info, extras or None)
+            self.begin_episode(self._adapt_obs(observation), None)
+        if type(reward) is not float:
+            reward = scalar(reward, "reward")
+        if type(done) is not bool:
+            done = bool(scalar(done, "done"))
+        if type(truncated) is not bool:
+            truncated = bool(scalar(truncated, "truncated"))
+        self.record_step(self._adapt_act(action), self._adapt_obs(next_observation), reward, done, truncated,
+                         info, extras or None)
 
-    # -- statistics ------------------------------------------------------------------------------------
+    # -- persistence (the seed's save/load; the exporters come from ExportMixin) -------------------------
+    def save(self) -> Path:
+        """Make everything recorded so far durable; returns the dataset directory."""
+        self.flush()
+        return self.dataset_path
+
+    def load(self, path: str | Path | None = None, **kwargs: Any) -> Any:
+        """Open the dataset this collector wrote (or ``path``) with :func:`~gym_aquacollect.load_dataset`."""
+        from ..dataset import load_dataset
+
+        if path is None:
+            self.flush()
+            path = self.dataset_path
+        return load_dataset(path, **kwargs)
+
     def get_dataset_statistics(self) -> dict[str, Any]:
         """Statistics of the episodes recorded so far (finished ones)."""
         from ..dataset import episode_statistics
@@ -524,7 +624,7 @@ class BaseCollector:
                                    np.asarray(self.episode_flags, dtype=np.uint8))
         stats["skipped_episodes"] = self.skipped_episodes
         if self.collecting and self._ep_open:
-            stats["open_episode_steps"] = self._ep_len
+            stats["open_episode_steps"] = self._cur_len()
         if self.writer is not None:
             stats["dataset_path"] = str(self.dataset_path)
             stats["committed_shards"] = self.writer.stats["committed_shards"]

@@ -60,6 +60,13 @@ def to_storable(value: Any) -> np.ndarray | None:
         return np.asarray(repr(value), dtype=_OBJ)
 
 
+def _empty(rows: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Fill-value column: zeros, or empty strings for string columns."""
+    if dtype.kind == "O":
+        return np.full((rows, *shape), "", dtype=object)
+    return np.zeros((rows, *shape), dtype=dtype)
+
+
 def _clean_key(key: Any) -> str:
     k = str(key).replace("/", "|")
     return "~" + k if k.startswith("_") else k
@@ -86,7 +93,7 @@ class DynamicColumns:
     def new_block(self, rows: int) -> None:
         """Start fresh arrays of ``rows`` rows (zeros, masks False) for every known key."""
         self.rows = rows
-        self.cols = {k: np.zeros((rows, *shape), dtype=dt) for k, (dt, shape) in self.specs.items()}
+        self.cols = {k: _empty(rows, dt, shape) for k, (dt, shape) in self.specs.items()}
         self.masks = {k: np.zeros(rows, dtype=bool) for k in self.specs}
 
     def put(self, row: int, values: dict[str, Any], path: str = "") -> None:
@@ -118,7 +125,7 @@ class DynamicColumns:
 
     def _add(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
         self.specs[name] = (dtype, shape)
-        col = np.zeros((self.rows, *shape), dtype=dtype)
+        col = _empty(self.rows, dtype, shape)
         self.cols[name] = col
         self.masks[name] = np.zeros(self.rows, dtype=bool)
         return col
@@ -140,7 +147,7 @@ class DynamicColumns:
                     self.label, name, self.specs[name][0], self.specs[name][1], arr.dtype, arr.shape, self.label,
                 )
             return
-        col[row] = arr
+        col[row] = arr.item() if col.dtype.kind == "O" and arr.ndim == 0 else arr
         self.masks[name][row] = True
 
     def columns(self, start: int, stop: int) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ shard is committed continues in the next shard as another segment.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -56,61 +55,6 @@ def compression_kwargs(compression: Any) -> dict[str, Any]:
     )
 
 
-class _GuardedFile(io.RawIOBase):
-    """The file object HDF5 writes a shard through (h5py's ``fileobj`` driver).
-
-    HDF5 cannot recover from a failed write (disk full, file size limit, EIO): after one, closing the
-    file or freeing its datasets crashes the process (SIGSEGV in ``H5D_close``, HDF5 2.0 / h5py 3.16).
-    So a failed write is *not* reported to HDF5: it is stored in :attr:`error` and every later write is
-    discarded, HDF5 closes the (now useless) file cleanly, and :class:`ShardWriter` raises the error.
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.f = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by ShardWriter
-        self.error: OSError | None = None
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.f.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self.f.tell()
-
-    def readinto(self, b: Any) -> int:
-        return self.f.readinto(b)
-
-    def write(self, b: Any) -> int:
-        if self.error is None:
-            try:
-                return self.f.write(b)
-            except OSError as e:
-                self.error = e
-        return len(memoryview(b))
-
-    def truncate(self, size: int | None = None) -> int:
-        if self.error is None:
-            try:
-                return self.f.truncate(size)
-            except OSError as e:
-                self.error = e
-        return 0 if size is None else size
-
-    def flush(self) -> None:
-        pass
-
-    def readable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def close_file(self) -> None:
-        self.f.close()
-
-
 def _h5_dtype(dtype: np.dtype) -> Any:
     return STR_H5 if dtype == np.dtype(object) else dtype
 
@@ -121,8 +65,8 @@ class ShardWriter:
     def __init__(self, path: Path, compression: Any = None, *, attrs: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._ckw = compression_kwargs(compression)
-        self._raw = _GuardedFile(self.path)
-        self.file = h5py.File(self._raw, "w", rdcc_nbytes=32 << 20, rdcc_nslots=10007)
+        # A small chunk cache: big caches make h5py's chunked writes several times slower (measured).
+        self.file = h5py.File(self.path, "w", rdcc_nbytes=2 * _CHUNK_BYTES, rdcc_nslots=521)
         for k, v in (attrs or {}).items():
             self.file.attrs[k] = v
         self.rows = {"obs": 0, "step": 0}
@@ -130,6 +74,11 @@ class ShardWriter:
         self._cap: dict[str, int] = {}
         self.segments: list[list[int]] = []
         self.ended: list[tuple[int, int, float, int, str]] = []
+        # batched producers: blocks of segments / ended episodes (see add_segments, add_episode_ends)
+        self._seg_blocks: list[np.ndarray] = []
+        self._end_blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.n_segments = 0
+        self.n_ended = 0
         self.nbytes = 0
 
     # -- columns ---------------------------------------------------------------------------------------
@@ -165,16 +114,13 @@ class ShardWriter:
                     ds.resize(cap, axis=0)
                     self._cap[full] = cap
                 data = arr[:n]
-                ds[start:end] = data
+                if data.dtype.kind == "O" or not data.flags.c_contiguous:
+                    ds[start:end] = data
+                else:  # 3-7x faster than __setitem__ for large blocks (measured)
+                    ds.write_direct(data, dest_sel=np.s_[start:end])
                 self.nbytes += data.nbytes if data.dtype.kind != 'O' else 16 * n
-            self._raise_write_error()
         self.rows[kind] = end
         return start
-
-    def _raise_write_error(self) -> None:
-        e = self._raw.error
-        if e is not None:
-            raise OSError(e.errno, f"writing shard {self.path} failed: {e.strerror}") from e
 
     def add_segment(self, key: int, obs_start: int, obs_n: int, step_start: int, step_n: int) -> None:
         last = self.segments[-1] if self.segments else None
@@ -186,9 +132,46 @@ class ShardWriter:
             last[4] += step_n
         else:
             self.segments.append([key, obs_start, obs_n, step_start, step_n])
+            self.n_segments += 1
+
+    def add_segments(self, rows: np.ndarray, obs0: int, step0: int) -> None:
+        """Add many segments at once: int64 rows ``(key, obs_start, obs_n, step_start, step_n)`` relative
+        to the block written at ``obs0`` / ``step0`` (kept as an array: no Python object per segment)."""
+        if not len(rows):
+            return
+        self._seal_lists()
+        rows = np.array(rows, dtype=np.int64, copy=True)
+        rows[:, 1] += obs0
+        rows[:, 3] += step0
+        self._seg_blocks.append(rows)
+        self.n_segments += len(rows)
 
     def add_episode_end(self, key: int, length: int, ret: float, flags: int, meta: dict[str, Any]) -> None:
         self.ended.append((key, length, ret, flags, json.dumps(meta, default=repr)))
+        self.n_ended += 1
+
+    def add_episode_ends(self, keys: np.ndarray, lengths: np.ndarray, returns: np.ndarray, flags: np.ndarray,
+                         meta_json: np.ndarray) -> None:
+        """Add many finished episodes at once (columns; ``meta_json`` an object array of JSON strings)."""
+        if not len(keys):
+            return
+        self._seal_lists()
+        self._end_blocks.append((np.asarray(keys, np.int64), np.asarray(lengths, np.int64),
+                                 np.asarray(returns, np.float64), np.asarray(flags, np.uint8),
+                                 np.asarray(meta_json, dtype=object)))
+        self.n_ended += len(keys)
+
+    def _seal_lists(self) -> None:
+        """Move list-held segments / episode ends into the block lists (keeps their order)."""
+        if self.segments:
+            self._seg_blocks.append(np.asarray(self.segments, dtype=np.int64).reshape(-1, _SEG_COLS))
+            self.segments = []
+        if self.ended:
+            e = self.ended
+            self._end_blocks.append((np.asarray([x[0] for x in e], np.int64), np.asarray([x[1] for x in e], np.int64),
+                                     np.asarray([x[2] for x in e], np.float64), np.asarray([x[3] for x in e], np.uint8),
+                                     np.asarray([x[4] for x in e], dtype=object)))
+            self.ended = []
 
     # -- finish ----------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -198,30 +181,26 @@ class ShardWriter:
             kind = full.split("/", 1)[0]
             if ds.shape[0] != self.rows[kind]:
                 ds.resize(self.rows[kind], axis=0)
-        seg = np.asarray(self.segments, dtype=np.int64).reshape(-1, _SEG_COLS)
+        self._seal_lists()
+        seg = (np.concatenate(self._seg_blocks) if self._seg_blocks else np.zeros((0, _SEG_COLS), np.int64))
         f.create_dataset("index/segments", data=seg)
-        e = self.ended
-        f.create_dataset("index/episode_key", data=np.asarray([x[0] for x in e], dtype=np.int64))
-        f.create_dataset("index/episode_length", data=np.asarray([x[1] for x in e], dtype=np.int64))
-        f.create_dataset("index/episode_return", data=np.asarray([x[2] for x in e], dtype=np.float64))
-        f.create_dataset("index/episode_flags", data=np.asarray([x[3] for x in e], dtype=np.uint8))
-        f.create_dataset("index/episode_meta", data=np.asarray([x[4] for x in e], dtype=object), dtype=STR_H5)
+        cols = list(zip(*self._end_blocks)) if self._end_blocks else [[]] * 5
+        for name, dt, parts in zip(("key", "length", "return"), (np.int64, np.int64, np.float64), cols[:3]):
+            f.create_dataset(f"index/episode_{name}", data=np.concatenate(parts) if parts else np.zeros(0, dt))
+        f.create_dataset("index/episode_flags", data=np.concatenate(cols[3]) if cols[3] else np.zeros(0, np.uint8))
+        meta = np.concatenate(cols[4]) if cols[4] else np.zeros(0, dtype=object)
+        f.create_dataset("index/episode_meta", data=meta, dtype=STR_H5)
         f.attrs["n_obs_rows"] = self.rows["obs"]
         f.attrs["n_step_rows"] = self.rows["step"]
         f.flush()
         f.close()
-        self._raw.close_file()
-        self._raise_write_error()
 
     def abort(self) -> None:
         """Close without finishing (the file is then not part of the dataset)."""
-        if self._raw.error is None:
-            self._raw.error = OSError(0, "aborted")  # discard whatever HDF5 still writes
         try:
             self.file.close()
         except Exception:  # noqa: BLE001 - the file is discarded anyway
             pass
-        self._raw.close_file()
 
 
 class ShardReader:

@@ -39,7 +39,7 @@ class WriterError(RuntimeError):
     """The background writer failed; earlier committed data is intact, later data was not stored."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Piece:
     """Rows of one episode inside a block (offsets relative to the block)."""
 
@@ -50,7 +50,7 @@ class Piece:
     step_n: int
 
 
-@dataclass
+@dataclass(slots=True)
 class EpisodeEnd:
     """An episode that finished; ``flags`` bit 0 = terminated, bit 1 = truncated."""
 
@@ -63,15 +63,21 @@ class EpisodeEnd:
 
 @dataclass
 class Block:
-    """A batch of rows for the writer. Arrays hold at least ``n_obs`` / ``n_step`` rows."""
+    """A batch of rows for the writer. Arrays hold at least ``n_obs`` / ``n_step`` rows.
+
+    Batched producers (the vector wrappers) may instead give ``pieces`` as an int64 array of rows
+    ``(key, obs_start, obs_n, step_start, step_n)`` and the finished episodes as ``end_cols``, columns
+    ``(keys, lengths, returns, flags, metadata JSON strings)`` in the order they finished (after ``ends``).
+    """
 
     obs: dict[str, np.ndarray]
     step: dict[str, np.ndarray]
     n_obs: int
     n_step: int
-    pieces: list[Piece] = field(default_factory=list)
+    pieces: list[Piece] | np.ndarray = field(default_factory=list)
     ends: list[EpisodeEnd] = field(default_factory=list)
     on_written: Callable[[], None] | None = None
+    end_cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -84,12 +90,17 @@ class FlushPolicy:
         on_episode_end: commit after every finished episode (safest, one shard per episode: slow for
             short episodes).
         max_shard_bytes: start a new shard past this many bytes of column data.
+        fsync: fsync each shard before listing it in the manifest, so committed data also survives
+            a power loss or kernel crash. Without it, committed data survives any crash of the
+            process (SIGKILL, OOM kill) but a power loss may lose recent shards (they are then
+            reported by ``aquacollect validate``). Costs a sync write of the data at each commit.
     """
 
     every_steps: int | None = None
     every_seconds: float | None = 30.0
     on_episode_end: bool = False
     max_shard_bytes: int = 1 << 30
+    fsync: bool = True
 
     @classmethod
     def coerce(cls, value: FlushPolicy | dict[str, Any] | None) -> FlushPolicy:
@@ -171,12 +182,14 @@ class DatasetWriter:
         """Commit, mark the manifest closed and stop the thread (idempotent)."""
         if self.closed:
             return
-        self._sync("close", timeout)
-        self.closed = True
-        self._thread.join(timeout)
+        try:
+            self._sync("close", timeout)
+        finally:
+            self.closed = True
+            self._thread.join(timeout)
 
     def _sync(self, what: str, timeout: float | None) -> None:
-        if self.closed:
+        if self.closed or not self._thread.is_alive():
             self.check()
             return
         done = threading.Event()
@@ -238,23 +251,30 @@ class DatasetWriter:
 
     def write_block(self, block: Block) -> None:
         """Write a block into the open shard (writer thread only; callables submitted may call it)."""
-        if not (block.n_obs or block.n_step or block.pieces or block.ends):
+        if not (block.n_obs or block.n_step or len(block.pieces) or block.ends or block.end_cols is not None):
             if block.on_written is not None:  # nothing to store: do not open (and commit) an empty shard
                 block.on_written()
             return
         shard = self._open_shard()
         obs0 = shard.append("obs", block.obs, block.n_obs)
         step0 = shard.append("step", block.step, block.n_step)
-        for p in block.pieces:
-            shard.add_segment(p.key, obs0 + p.obs_start, p.obs_n, step0 + p.step_start, p.step_n)
+        if isinstance(block.pieces, np.ndarray):
+            shard.add_segments(block.pieces, obs0, step0)
+        else:
+            for p in block.pieces:
+                shard.add_segment(p.key, obs0 + p.obs_start, p.obs_n, step0 + p.step_start, p.step_n)
         for e in block.ends:
             shard.add_episode_end(e.key, e.length, e.ret, e.flags, e.meta)
+        n_end = len(block.ends)
+        if block.end_cols is not None:
+            shard.add_episode_ends(*block.end_cols)
+            n_end += len(block.end_cols[0])
         self._steps_since_commit += block.n_step
         self.stats["steps"] += block.n_step
-        self.stats["episodes"] += len(block.ends)
+        self.stats["episodes"] += n_end
         if block.on_written is not None:
             block.on_written()
-        if block.ends and self.policy.on_episode_end:
+        if n_end and self.policy.on_episode_end:
             self._commit()
 
     def _maybe_commit(self) -> None:
@@ -273,8 +293,9 @@ class DatasetWriter:
         if shard is not None:
             try:
                 shard.close()
-                with open(shard.path, "rb+") as f:
-                    os.fsync(f.fileno())
+                if self.policy.fsync:
+                    with open(shard.path, "rb+") as f:
+                        os.fsync(f.fileno())
             except BaseException:
                 # e.g. disk full / file size limit while finishing the shard: leave no half-written file
                 shard.abort()
@@ -286,7 +307,7 @@ class DatasetWriter:
             size = shard.path.stat().st_size
             rec = ShardRecord(
                 file=f"{SHARD_DIR}/{shard.path.name}", n_obs_rows=shard.rows["obs"], n_step_rows=shard.rows["step"],
-                n_segments=len(shard.segments), n_episodes_ended=len(shard.ended), size=size,
+                n_segments=shard.n_segments, n_episodes_ended=shard.n_ended, size=size,
                 checksum=file_checksum(shard.path),
             )
             self.manifest.shards.append(rec)
@@ -307,6 +328,8 @@ _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
 def _close_live_writers() -> None:
     """At interpreter exit, commit what open writers hold (a normal exit without close() loses nothing)."""
     for w in list(_LIVE):
+        if w.closed or w.failed:
+            continue
         try:
             w.close(timeout=60)
         except Exception as e:  # noqa: BLE001

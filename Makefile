@@ -1,0 +1,37 @@
+# Two commands on a fresh machine (see README): `make demo` and `make test`.
+# Both create ./.venv on first use; torch==2.13.0 (CPU) is installed before anything that needs it.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+STAMP := $(VENV)/.aquacollect-installed
+
+.PHONY: demo test bench lint install clean
+
+$(STAMP): pyproject.toml .ci/requirements-interop.txt
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	# real libraries on the other side of the interop tests, installed without their pinned deps
+	$(PIP) install -q --no-deps --ignore-requires-python -r .ci/requirements-interop-nodeps.txt
+	$(PIP) install -q -r .ci/requirements-interop.txt
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aquacollect record CartPole-v1 --steps 10000 --out data/cartpole --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(PIP) install -q -e ".[bench]"
+	$(BIN)/python bench/bench_record.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check gym_aquacollect tests bench examples
+
+clean:
+	rm -rf $(VENV) data

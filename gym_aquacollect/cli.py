@@ -1,0 +1,205 @@
+"""The ``aquacollect`` command line.
+
+Contents:
+    * ``aquacollect record ENV_ID --steps N --out DIR`` - record a Gymnasium env (random policy, or
+      ``--policy module:callable``) and print the dataset's statistics.
+    * ``aquacollect info DIR`` - statistics, spaces and layout of a dataset.
+    * ``export``, ``validate``, ``replay``, ``plot`` - in :mod:`gym_aquacollect.cli_formats`.
+    * :func:`main` - the entry point; :func:`build_parser` - the argparse tree (other modules add
+      subcommands through :func:`add_command`).
+
+Run ``aquacollect --help`` or ``aquacollect COMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["main", "build_parser", "add_command", "load_policy", "DEFAULT_ENV"]
+
+#: What ``aquacollect record`` records when no env id is given.
+DEFAULT_ENV = "CartPole-v1"
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def add_command(register: Callable[[argparse._SubParsersAction], None]) -> Callable:
+    """Register a function that adds a subcommand to the parser (used by optional modules)."""
+    _EXTRA_COMMANDS.append(register)
+    return register
+
+
+def load_policy(spec: str) -> Callable[..., Any]:
+    """Import ``module:callable`` (``module.path:attr``); the callable maps an observation (a batch for
+    ``--num-envs`` > 1) to an action. A callable that takes the env (``policy(env)``) is allowed too when
+    the attribute is a factory marked with ``make_policy`` in its name."""
+    if ":" not in spec:
+        raise SystemExit(f"--policy {spec!r}: expected 'module:callable', e.g. 'my_pkg.policies:greedy'")
+    mod_name, attr = spec.split(":", 1)
+    sys.path.insert(0, ".")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise SystemExit(f"--policy {spec!r}: cannot import module {mod_name!r}: {e}") from None
+    try:
+        fn = getattr(mod, attr)
+    except AttributeError:
+        raise SystemExit(f"--policy {spec!r}: module {mod_name!r} has no attribute {attr!r}") from None
+    if not callable(fn):
+        raise SystemExit(f"--policy {spec!r}: {attr!r} is not callable")
+    return fn
+
+
+def _print_stats(stats: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(stats, indent=2, default=repr))
+        return
+    width = max(len(k) for k in stats) if stats else 0
+    for k, v in stats.items():
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        print(f"  {k:<{width}}  {v}")
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    from tqdm import tqdm
+
+    from . import CollectingWrapper, load_dataset
+
+    compression: Any = args.compression
+    if compression == "none":
+        compression = None
+    elif compression.startswith("gzip:"):
+        compression = ("gzip", int(compression.split(":", 1)[1]))
+    from .storage.manifest import is_dataset_dir
+
+    if is_dataset_dir(args.out):
+        if args.overwrite:
+            import shutil
+
+            shutil.rmtree(args.out)
+        elif not args.append:
+            raise SystemExit(
+                f"aquacollect record: {args.out} already holds a dataset; pass --append to add to it, "
+                "--overwrite to replace it, or choose another --out"
+            )
+    policy = load_policy(args.policy) if args.policy else None
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    if args.num_envs > 1:
+        try:
+            from . import CollectingVectorWrapper
+        except ImportError:
+            raise SystemExit("--num-envs > 1 needs the vector wrapper (gym_aquacollect.CollectingVectorWrapper)") from None
+        env = CollectingVectorWrapper(gym.make_vec(args.env_id, num_envs=args.num_envs, **env_kwargs), args.out,
+                                      compression=compression)
+    else:
+        env = CollectingWrapper(gym.make(args.env_id, **env_kwargs), args.out, compression=compression)
+    start = time.perf_counter()
+    n_envs = max(1, args.num_envs)
+    with env, tqdm(total=args.steps, unit="step", desc=f"recording {args.env_id}", disable=args.quiet,
+                   mininterval=0.5) as bar:
+        obs, _ = env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        done_steps = 0
+        while done_steps < args.steps:
+            action = policy(obs) if policy else env.action_space.sample()
+            obs, _, term, trunc, _ = env.step(action)
+            done_steps += n_envs
+            if n_envs == 1 and (term or trunc):
+                obs, _ = env.reset()
+            if done_steps % 1024 < n_envs:
+                bar.update(done_steps - bar.n)
+        bar.update(done_steps - bar.n)
+    elapsed = time.perf_counter() - start
+    ds = load_dataset(args.out)
+    stats = ds.statistics()
+    stats["seconds"] = round(elapsed, 3)
+    stats["steps_per_second"] = round(done_steps / elapsed, 1) if elapsed else None
+    if not args.json:
+        print(f"recorded {args.env_id} into {args.out}")
+    _print_stats(stats, args.json)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import load_dataset
+
+    ds = load_dataset(args.path)
+    stats = ds.statistics()
+    if args.json:
+        out = {"path": str(args.path), "statistics": stats, "observation_space": repr(ds.observation_space),
+               "action_space": repr(ds.action_space), "env_spec": ds.env_spec}
+        print(json.dumps(out, indent=2, default=repr))
+        return 0
+    print(f"dataset {args.path}")
+    print(f"  observation_space  {ds.observation_space}")
+    print(f"  action_space       {ds.action_space}")
+    env_id = (ds.metadata.get("env_description") or {}).get("id")
+    print(f"  env                {env_id}")
+    _print_stats(stats, False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aquacollect",
+        description="Record Gymnasium / Isaac Lab environments into crash-safe HDF5 datasets and inspect them.",
+        epilog="Example: aquacollect record CartPole-v1 --steps 10000 --out data/cartpole && aquacollect info data/cartpole",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("record", help="record an env into a dataset and print its statistics",
+                       description="Run ENV_ID for --steps steps (random policy unless --policy) and record it.")
+    r.add_argument("env_id", nargs="?", default=DEFAULT_ENV, help=f"a Gymnasium env id (default: {DEFAULT_ENV})")
+    r.add_argument("--steps", type=int, default=10_000, help="total env steps to record (default: 10000)")
+    r.add_argument("--out", default="data/cartpole", help="dataset directory (default: data/cartpole)")
+    r.add_argument("--num-envs", type=int, default=1, help="record a vector env of N sub-envs (gym.make_vec)")
+    r.add_argument("--policy", help="module:callable mapping an observation to an action (default: random)")
+    r.add_argument("--seed", type=int, default=0, help="reset seed (default: 0)")
+    r.add_argument("--compression", default="lzf", help="none, lzf (default), gzip or gzip:LEVEL")
+    r.add_argument("--env-kwargs", help='JSON dict of gym.make keyword arguments, e.g. \'{"render_mode": null}\'')
+    r.add_argument("--append", action="store_true", help="add to an existing dataset at --out")
+    r.add_argument("--overwrite", action="store_true", help="delete an existing dataset at --out first")
+    r.add_argument("--json", action="store_true", help="print statistics as JSON")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_record)
+
+    i = sub.add_parser("info", help="print a dataset's statistics and spaces")
+    i.add_argument("path", help="dataset directory (or a file an importer understands)")
+    i.add_argument("--json", action="store_true", help="print as JSON")
+    i.set_defaults(func=_cmd_info)
+
+    from .cli_formats import add_subcommands  # export, validate, replay, plot
+
+    add_subcommands(sub)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``aquacollect`` command."""
+    args = build_parser().parse_args(argv)
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, OSError, ValueError, KeyError) as e:
+        print(f"aquacollect {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # run the importable module's main: under `python -m`, optional subcommands register with it, not __main__
+    from gym_aquacollect.cli import main as _main
+
+    raise SystemExit(_main())

@@ -1,0 +1,52 @@
+"""The export methods shared by :class:`~gym_aquacollect.Dataset`, the in-memory datasets the importers return
+and the collectors.
+
+Contents:
+    * :class:`ExportMixin` - ``export_for_offline_rl``, ``export_for_teacher_student``, ``to_minari`` and
+      ``export_trajectories``; a class mixes it in and, if it is not a dataset itself, overrides
+      :meth:`ExportMixin._export_source` to return one.
+
+The format code lives in :mod:`gym_aquacollect.formats` and is imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ExportMixin"]
+
+
+class ExportMixin:
+    """Adds the exporters to a dataset-like class (see :mod:`gym_aquacollect.formats`)."""
+
+    def _export_source(self) -> Any:
+        return self
+
+    def export_for_offline_rl(self, directory: str | os.PathLike, **kwargs: Any) -> dict[str, Path]:
+        """Write a Minari dataset (``directory/minari/<id>``) and a D4RL file (``directory/d4rl.hdf5``)."""
+        from gym_aquacollect.formats import export_for_offline_rl
+
+        return export_for_offline_rl(self._export_source(), directory, **kwargs)
+
+    def export_for_teacher_student(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write a robomimic / Isaac Lab demo file (``directory/demos.hdf5``); ``only_successful=True`` and
+        ``actions="teacher"`` are the usual options."""
+        from gym_aquacollect.formats import export_for_teacher_student
+
+        return export_for_teacher_student(self._export_source(), directory, **kwargs)
+
+    def to_minari(self, dataset_id: str | None = None, **kwargs: Any) -> Path:
+        """Write a Minari dataset into ``$MINARI_DATASETS_PATH`` (or Minari's default root), env spec included."""
+        from gym_aquacollect.formats.minari import to_minari
+
+        return to_minari(self._export_source(), dataset_id, **kwargs)
+
+    def export_trajectories(self, path: str | os.PathLike, format: str = "pickle", include_metadata: bool = True,
+                            **kwargs: Any) -> Path:
+        """Write all episodes to one ``pickle`` / ``npz`` / ``hdf5`` file (see :mod:`gym_aquacollect.formats.trajectories`)."""
+        from gym_aquacollect.formats.trajectories import export_trajectories
+
+        return export_trajectories(self._export_source(), path, format=format, include_metadata=include_metadata,
+                                   **kwargs)

@@ -1,0 +1,488 @@
+"""Pieces shared by the format converters (exporters and importers).
+
+Contents:
+    * :class:`MemoryEpisode` - an episode held in memory, with the same fields as the core ``Episode``.
+    * :class:`MemoryDataset` - the ``Dataset`` API over a (possibly lazy) sequence of episodes; what the
+      importers return for foreign formats (Minari, D4RL, robomimic / Isaac Lab, trajectory files).
+    * Nested-value helpers: :func:`leaf_paths`, :func:`get_leaf`, :func:`take_rows`, :func:`row`,
+      :func:`concat_nested`, :func:`nested_equal`, :func:`flatten_infos`, :func:`unflatten_infos`.
+    * :func:`flatten_batch` / :func:`unflatten_batch` - ``gymnasium.spaces.flatten`` over many rows at once.
+    * :func:`atomic_path` - write an export under a temporary name in the target directory, then rename, so
+      that a failure never leaves a half-written file under the final name.
+    * :func:`episodes_of`, :func:`env_spec_json` - read the dataset-like objects the exporters accept.
+
+Nested values follow the core's rules: a Dict space gives a dict of arrays, a Tuple a tuple, Text a list of
+``str``; the leading axis is time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from gym_aquacollect.exports import ExportMixin
+
+__all__ = [
+    "MemoryEpisode",
+    "MemoryDataset",
+    "LazyEpisodes",
+    "leaf_paths",
+    "get_leaf",
+    "take_rows",
+    "row",
+    "concat_nested",
+    "nested_equal",
+    "flatten_infos",
+    "unflatten_infos",
+    "flatten_batch",
+    "unflatten_batch",
+    "atomic_path",
+    "episodes_of",
+    "env_spec_json",
+    "episode_success",
+    "ExportError",
+]
+
+
+class ExportError(ValueError):
+    """A dataset cannot be written in the requested format (the message says which key / space and why)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# In-memory episodes and datasets
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class MemoryEpisode:
+    """One episode of ``T`` steps held in memory (same fields as the core ``Episode``).
+
+    Example:
+        >>> import numpy as np
+        >>> ep = MemoryEpisode(0, np.zeros((3, 2)), np.zeros(2, np.int64), np.ones(2), np.array([False, True]),
+        ...                    np.zeros(2, bool))
+        >>> len(ep), ep.observations.shape
+        (2, (3, 2))
+    """
+
+    id: int
+    observations: Any
+    actions: Any
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    infos: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.rewards))
+
+    def __repr__(self) -> str:
+        return f"MemoryEpisode(id={self.id}, steps={len(self)}, return={float(np.sum(self.rewards)):.4g})"
+
+
+class LazyEpisodes(Sequence):
+    """A read-only sequence that loads episode ``i`` with ``load(i)`` on access (no caching)."""
+
+    def __init__(self, n: int, load: Callable[[int], MemoryEpisode]) -> None:
+        self._n, self._load = int(n), load
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._load(j) for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"episode index {i} out of range for {self._n} episodes")
+        return self._load(i)
+
+
+class MemoryDataset(ExportMixin):
+    """The ``Dataset`` API over episodes that are not in gym_aquacollect's own storage.
+
+    Importers return this for Minari, D4RL, robomimic / Isaac Lab and trajectory files, so the same code reads
+    every source and every exporter accepts it.
+
+    Args:
+        episodes: a sequence of :class:`MemoryEpisode` (or a :class:`LazyEpisodes`).
+        observation_space, action_space: the spaces of one step.
+        env_spec: the recorded env's ``EnvSpec`` as a JSON string, or None.
+        metadata: dataset-level metadata (``source_format`` says where it came from).
+        path: the file or directory it was read from.
+        episode_lengths: the episode lengths when known without loading the episodes.
+
+    Example:
+        >>> import numpy as np
+        >>> from gymnasium import spaces
+        >>> ep = MemoryEpisode(0, np.zeros((3, 1), np.float32), np.zeros(2, np.int64), np.ones(2),
+        ...                    np.array([False, True]), np.zeros(2, bool))
+        >>> ds = MemoryDataset([ep], spaces.Box(-1, 1, (1,)), spaces.Discrete(2))
+        >>> len(ds), ds.total_steps, ds.statistics()["avg_episode_reward"]
+        (1, 2, 2.0)
+    """
+
+    def __init__(
+        self,
+        episodes: Sequence[MemoryEpisode],
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        *,
+        env_spec: str | None = None,
+        metadata: dict | None = None,
+        path: str | os.PathLike | None = None,
+        episode_lengths: Sequence[int] | None = None,
+    ) -> None:
+        self._episodes = episodes
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.env_spec = env_spec
+        self.metadata = dict(metadata or {})
+        self.path = Path(path) if path is not None else None
+        self._lengths = None if episode_lengths is None else np.asarray(episode_lengths, dtype=np.int64)
+
+    # -- the Dataset API -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._episodes)
+
+    def __getitem__(self, i: int) -> MemoryEpisode:
+        return self._episodes[i]
+
+    def __iter__(self) -> Iterator[MemoryEpisode]:
+        return self.iterate_episodes()
+
+    def iterate_episodes(self, episode_indices: Iterable[int] | None = None) -> Iterator[MemoryEpisode]:
+        idx = range(len(self)) if episode_indices is None else episode_indices
+        for i in idx:
+            yield self._episodes[i]
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        if self._lengths is None:
+            self._lengths = np.asarray([len(ep) for ep in self.iterate_episodes()], dtype=np.int64)
+        return self._lengths
+
+    @property
+    def total_episodes(self) -> int:
+        return len(self)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.episode_lengths.sum())
+
+    def sample_episodes(self, n: int, seed: int | None = None) -> list[MemoryEpisode]:
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(self), size=n, replace=False)
+        return [self._episodes[int(i)] for i in idx]
+
+    def filter_episodes(self, predicate: Callable[[MemoryEpisode], bool]) -> MemoryDataset:
+        kept = [ep for ep in self.iterate_episodes() if predicate(ep)]
+        return MemoryDataset(kept, self.observation_space, self.action_space, env_spec=self.env_spec,
+                             metadata=self.metadata, path=self.path)
+
+    def statistics(self) -> dict[str, Any]:
+        lengths = self.episode_lengths
+        returns = np.asarray([float(np.sum(ep.rewards)) for ep in self.iterate_episodes()], dtype=np.float64)
+        n = len(lengths)
+
+        def stat(a: np.ndarray, f) -> float:
+            return float(f(a)) if n else 0.0
+
+        return {
+            "total_steps": int(lengths.sum()),
+            "total_episodes": n,
+            "avg_episode_length": stat(lengths, np.mean),
+            "min_episode_length": int(lengths.min()) if n else 0,
+            "max_episode_length": int(lengths.max()) if n else 0,
+            "std_episode_length": stat(lengths, np.std),
+            "avg_episode_reward": stat(returns, np.mean),
+            "min_episode_reward": stat(returns, np.min),
+            "max_episode_reward": stat(returns, np.max),
+            "std_episode_reward": stat(returns, np.std),
+        }
+
+    def __repr__(self) -> str:
+        src = self.metadata.get("source_format", "memory")
+        return f"MemoryDataset({src}, episodes={len(self)}, path={str(self.path) if self.path else None!r})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading dataset-like objects
+# ------------------------------------------------------------------------------------------------
+def episodes_of(dataset: Any) -> Iterator[Any]:
+    """Iterate the episodes of anything with ``iterate_episodes()``, ``__getitem__``/``__len__``, or an iterable."""
+    if hasattr(dataset, "iterate_episodes"):
+        yield from dataset.iterate_episodes()
+    elif hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__"):
+        for i in range(len(dataset)):
+            yield dataset[i]
+    else:
+        yield from dataset
+
+
+def env_spec_json(dataset: Any) -> str | None:
+    """The dataset's env spec as a JSON string (or None), accepting an ``EnvSpec`` or a JSON string."""
+    spec = getattr(dataset, "env_spec", None)
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return spec
+    if hasattr(spec, "to_json"):
+        try:
+            return spec.to_json()
+        except (TypeError, ValueError):
+            return None
+    if isinstance(spec, dict):
+        return json.dumps(spec)
+    return None
+
+
+def episode_success(ep: Any) -> bool | None:
+    """Whether the episode succeeded, when known: ``metadata["success"]``, else the last ``is_success`` /
+    ``success`` info value, else None."""
+    meta = getattr(ep, "metadata", None) or {}
+    if meta.get("success") is not None:
+        return bool(meta["success"])
+    infos = getattr(ep, "infos", None) or {}
+    for key in ("success", "is_success"):
+        if key in infos and not isinstance(infos[key], dict):
+            vals = np.asarray(infos[key])
+            mask = infos.get("_" + key)
+            if mask is not None:
+                mask = np.asarray(mask, dtype=bool)
+                if not mask[-1]:
+                    continue
+            if vals.ndim >= 1 and vals.shape[0] > 0 and vals.dtype.kind in "biuf":
+                return bool(np.all(vals[-1]))
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Nested values
+# ------------------------------------------------------------------------------------------------
+def leaf_paths(space: spaces.Space, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], spaces.Space]]:
+    """``(path, leaf_space)`` for every leaf; Dict keys by name, Tuple elements as ``_index_<i>``."""
+    if isinstance(space, spaces.Dict):
+        out = []
+        for k, s in space.spaces.items():
+            out += leaf_paths(s, prefix + (str(k),))
+        return out
+    if isinstance(space, spaces.Tuple):
+        out = []
+        for i, s in enumerate(space.spaces):
+            out += leaf_paths(s, prefix + (f"_index_{i}",))
+        return out
+    if isinstance(space, (spaces.Graph, spaces.Sequence, spaces.OneOf)):
+        where = "/".join(prefix) or "<root>"
+        raise ExportError(f"space {space} at {where!r} cannot be exported: {type(space).__name__} spaces are not supported")
+    return [(prefix, space)]
+
+
+def get_leaf(value: Any, path: tuple[str, ...]) -> Any:
+    """The leaf of a nested value at ``path`` (Dict keys, ``_index_<i>`` for Tuple elements)."""
+    for p in path:
+        if isinstance(value, dict):
+            value = value[p]
+        elif isinstance(value, (tuple, list)) and p.startswith("_index_"):
+            value = value[int(p[7:])]
+        else:
+            raise KeyError(f"cannot descend into {type(value).__name__} with key {p!r}")
+    return value
+
+
+def set_leaf(space: spaces.Space, by_path: dict[tuple[str, ...], Any], prefix: tuple[str, ...] = ()) -> Any:
+    """Rebuild a nested value from ``{path: column}`` following ``space``."""
+    if isinstance(space, spaces.Dict):
+        return {k: set_leaf(s, by_path, prefix + (str(k),)) for k, s in space.spaces.items()}
+    if isinstance(space, spaces.Tuple):
+        return tuple(set_leaf(s, by_path, prefix + (f"_index_{i}",)) for i, s in enumerate(space.spaces))
+    return by_path[prefix]
+
+
+def take_rows(value: Any, index: Any) -> Any:
+    """Rows ``index`` (a slice or index array) of every leaf."""
+    if isinstance(value, dict):
+        return {k: take_rows(v, index) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(take_rows(v, index) for v in value)
+    if isinstance(value, list):
+        if isinstance(index, slice):
+            return value[index]
+        return [value[int(i)] for i in np.asarray(index).ravel()]
+    return np.asarray(value)[index]
+
+
+def row(value: Any, i: int) -> Any:
+    """Row ``i`` of a nested value as a fresh object (arrays copied, 0-d leaves as numpy scalars)."""
+    if isinstance(value, dict):
+        return {k: row(v, i) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(row(v, i) for v in value)
+    if isinstance(value, list):
+        return str(value[i])
+    arr = np.asarray(value)
+    out = arr[i]
+    return out.copy() if isinstance(out, np.ndarray) else out
+
+
+def concat_nested(values: Sequence[Any]) -> Any:
+    """Concatenate nested values along time."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: concat_nested([v[k] for v in values]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(concat_nested([v[j] for v in values]) for j in range(len(first)))
+    if isinstance(first, list):
+        return [s for v in values for s in v]
+    return np.concatenate([np.asarray(v) for v in values], axis=0)
+
+
+def nested_len(value: Any) -> int:
+    if isinstance(value, dict):
+        return nested_len(next(iter(value.values())))
+    if isinstance(value, tuple):
+        return nested_len(value[0])
+    return len(value)
+
+
+def nested_equal(a: Any, b: Any, *, atol: float = 0.0) -> bool:
+    """Exact (or ``atol``) equality of nested values; dicts compared by key, NaN equals NaN."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b) and all(
+            nested_equal(a[k], b[k], atol=atol) for k in a)
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and all(
+            nested_equal(x, y, atol=atol) for x, y in zip(a, b))
+    if isinstance(a, list) or isinstance(b, list):
+        return list(a) == list(b)
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        return False
+    if x.dtype.kind in "fc" or y.dtype.kind in "fc":
+        return bool(np.allclose(x, y, rtol=0.0, atol=atol, equal_nan=True))
+    return bool(np.array_equal(x, y))
+
+
+def flatten_infos(infos: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": x}}`` -> ``{"a/b": x}``."""
+    out: dict[str, Any] = {}
+    for k, v in infos.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_infos(v, key + "/"))
+        else:
+            out[key] = v
+    return out
+
+
+def unflatten_infos(flat: dict[str, Any]) -> dict:
+    """Inverse of :func:`flatten_infos`."""
+    out: dict = {}
+    for key, v in flat.items():
+        parts = key.split("/")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# gymnasium.spaces.flatten over rows
+# ------------------------------------------------------------------------------------------------
+def flatten_batch(space: spaces.Space, value: Any, n: int) -> np.ndarray:
+    """``np.stack([gymnasium.spaces.flatten(space, row) for row in value])`` without the Python loop.
+
+    Discrete and MultiDiscrete leaves become one-hot vectors exactly as Gymnasium flattens them.
+    """
+    if isinstance(space, spaces.Dict):
+        parts = [flatten_batch(s, value[k], n) for k, s in space.spaces.items()]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+    if isinstance(space, spaces.Tuple):
+        parts = [flatten_batch(s, value[i], n) for i, s in enumerate(space.spaces)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+    if isinstance(space, spaces.Box):
+        return np.asarray(value, dtype=space.dtype).reshape(n, -1)
+    if isinstance(space, spaces.Discrete):
+        out = np.zeros((n, int(space.n)), dtype=space.dtype)
+        out[np.arange(n), np.asarray(value, dtype=np.int64) - int(space.start)] = 1
+        return out
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = space.nvec.ravel().astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(nvec)])
+        out = np.zeros((n, int(offsets[-1])), dtype=space.dtype)
+        idx = np.asarray(value, dtype=np.int64).reshape(n, -1) - space.start.ravel().astype(np.int64)
+        for j in range(len(nvec)):
+            out[np.arange(n), offsets[j] + idx[:, j]] = 1
+        return out
+    if isinstance(space, spaces.MultiBinary):
+        return np.asarray(value, dtype=space.dtype).reshape(n, -1)
+    raise ExportError(f"cannot flatten {space} into a vector (Text and other non-numeric spaces have no flat form)")
+
+
+def unflatten_batch(space: spaces.Space, flat: np.ndarray) -> Any:
+    """Inverse of :func:`flatten_batch` (``gymnasium.spaces.unflatten`` over rows)."""
+    n = flat.shape[0]
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        subs = list(space.spaces.items()) if isinstance(space, spaces.Dict) else list(enumerate(space.spaces))
+        out, start = {}, 0
+        for k, s in subs:
+            d = spaces.flatdim(s)
+            out[k] = unflatten_batch(s, flat[:, start:start + d])
+            start += d
+        return out if isinstance(space, spaces.Dict) else tuple(out[i] for i in range(len(subs)))
+    if isinstance(space, spaces.Box):
+        return np.asarray(flat, dtype=space.dtype).reshape((n, *space.shape))
+    if isinstance(space, spaces.Discrete):
+        return (np.argmax(flat, axis=1) + int(space.start)).astype(space.dtype)
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = space.nvec.ravel().astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(nvec)])
+        cols = [np.argmax(flat[:, offsets[j]:offsets[j + 1]], axis=1) for j in range(len(nvec))]
+        out = np.stack(cols, axis=1) + space.start.ravel().astype(np.int64)
+        return out.astype(space.dtype).reshape((n, *space.nvec.shape))
+    if isinstance(space, spaces.MultiBinary):
+        return np.asarray(flat, dtype=space.dtype).reshape((n, *space.shape))
+    raise ValueError(f"cannot unflatten into {space}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic output
+# ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, *, overwrite: bool = False, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on success rename it to ``final``, on error delete it.
+
+    Raises ``FileExistsError`` before writing anything when ``final`` exists and ``overwrite`` is False.
+    """
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final} already exists; choose another output path or pass overwrite=True")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        if final.exists():
+            trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            (shutil.rmtree if trash.is_dir() else os.remove)(trash)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise

@@ -1,0 +1,258 @@
+"""Recording wrapper for Gymnasium vector envs (and, by dispatch, Isaac Lab batched tasks).
+
+Contents:
+    * :class:`CollectingVectorWrapper` - a :class:`gymnasium.vector.VectorWrapper` that records every
+      finished sub-env episode as one stored episode (``env_index`` in its metadata), in all three
+      autoreset modes. Given an Isaac Lab-style batched ``gymnasium.Env`` (``env.unwrapped.is_vector_env``)
+      it returns a :class:`~gym_aquacollect.wrappers.isaaclab.CollectingIsaacLabWrapper` instead.
+    * :func:`resolve_autoreset_mode` - the mode from ``metadata["autoreset_mode"]`` or an override.
+
+Per step the user's thread copies each batched field once into a preallocated chunk; episode splitting,
+info ``_key`` masks and SAME_STEP final observations are handled in the writer thread.
+
+Limitations: info keys that start with ``_`` collide with Gymnasium's mask naming and are skipped.
+Gymnasium 1.4.0's ``AsyncVectorEnv(shared_memory=False)`` in NEXT_STEP mode resets a sub-env a second time
+after a done step followed by an explicit ``reset()``; use ``shared_memory=True`` (the default) there.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+from loguru import logger
+
+from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
+from ..storage.writer import FlushPolicy
+from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder, teacher_columns
+from .single import make_default_collector
+
+__all__ = ["CollectingVectorWrapper", "resolve_autoreset_mode"]
+
+_MODES = {AutoresetMode.NEXT_STEP: NEXT_STEP, AutoresetMode.SAME_STEP: SAME_STEP, AutoresetMode.DISABLED: DISABLED}
+
+
+def resolve_autoreset_mode(env: Any, override: AutoresetMode | str | None = None) -> str:
+    """``"next_step"``, ``"same_step"`` or ``"disabled"`` for ``env`` (override wins)."""
+    if override is not None:
+        return _MODES[AutoresetMode(override)]
+    mode = (getattr(env, "metadata", None) or {}).get("autoreset_mode")
+    if mode is None:
+        logger.warning(
+            "gym_aquacollect: {} has no metadata['autoreset_mode']; assuming NEXT_STEP as Gymnasium's vector "
+            "wrappers do. Pass autoreset_mode=... to CollectingVectorWrapper if that is wrong.",
+            type(env).__name__,
+        )
+        return NEXT_STEP
+    if isinstance(mode, str):
+        try:
+            mode = AutoresetMode(mode)
+        except ValueError:
+            pass
+    if not isinstance(mode, AutoresetMode):
+        raise TypeError(
+            f"metadata['autoreset_mode'] must be a gymnasium.vector.AutoresetMode, got {mode!r} "
+            f"({type(mode).__name__}); pass autoreset_mode=... to override"
+        )
+    return _MODES[mode]
+
+
+def _constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy, **more):
+    return dict(
+        path=None if path is None else str(path),
+        compression=list(compression) if isinstance(compression, tuple) else compression,
+        record_infos=record_infos,
+        metadata=metadata,
+        flush_policy=None if flush_policy is None else dict(vars(FlushPolicy.coerce(flush_policy))),
+        dtype_policy=dtype_policy,
+        **more,
+    )
+
+
+def _make_collector(collector, path, single_obs, single_act, env, description, **kw) -> BaseCollector:
+    if collector is None:
+        collector = make_default_collector(path, **kw)
+    elif path is not None:
+        collector.dataset_path = path
+    if not collector._configured:
+        spec_json, desc = describe_env(env)
+        desc.update(description)
+        collector.initialize_configs({"observation_space": single_obs, "action_space": single_act,
+                                      "env_spec": spec_json, "env_description": desc})
+    collector.start_collection()
+    return collector
+
+
+class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
+    """Record every sub-env episode of a vector env into a crash-safe, columnar HDF5 dataset.
+
+    The training loop sees exactly what the inner vector env returns (the same objects).
+
+    Example:
+        >>> import tempfile, gymnasium as gym, numpy as np
+        >>> from gym_aquacollect import load_dataset
+        >>> path = tempfile.mkdtemp() + "/cp"
+        >>> envs = CollectingVectorWrapper(gym.make_vec("CartPole-v1", num_envs=4), path)
+        >>> _ = envs.reset(seed=0)
+        >>> for _ in range(200):
+        ...     _ = envs.step(envs.action_space.sample())
+        >>> envs.close()
+        >>> ds = load_dataset(path)
+        >>> ds.total_steps <= 800, sorted({ep.metadata["env_index"] for ep in ds}) == [0, 1, 2, 3]
+        (True, True)
+
+    Args:
+        env: a :class:`gymnasium.vector.VectorEnv`, or an Isaac Lab-style batched env (dispatched to
+            :class:`~gym_aquacollect.wrappers.isaaclab.CollectingIsaacLabWrapper`).
+        path, collector, compression, record_infos, metadata, flush_policy, dtype_policy: as for
+            :class:`~gym_aquacollect.CollectingWrapper`.
+        teacher: a callable ``teacher(batched_observation) -> batched_action``, called before each step
+            on the observation the actions are taken at; its output is stored beside the executed action
+            as the step column ``extras/teacher_actions`` (``episode.extras["teacher_actions"]``), as
+            :class:`~gym_aquacollect.CollectingWrapper` does. It must fit the batched action space.
+        autoreset_mode: override the env's ``metadata["autoreset_mode"]``.
+        chunk_steps: steps per chunk handed to the writer thread (default: about 4 MiB of rows).
+    """
+
+    def __new__(cls, env: Any, *args: Any, **kwargs: Any):
+        if cls is CollectingVectorWrapper and not isinstance(env, VectorEnv):
+            u = getattr(env, "unwrapped", env)
+            if hasattr(u, "possible_agents"):
+                from .multiagent import CollectingIsaacLabMARLWrapper, _is_isaac_marl
+
+                if _is_isaac_marl(env):
+                    return CollectingIsaacLabMARLWrapper(env, *args, **kwargs)
+                raise TypeError(
+                    f"{type(u).__name__} is a multi-agent env (possible_agents) without num_envs: use "
+                    "CollectingMultiAgentWrapper for PettingZoo parallel envs"
+                )
+            if getattr(u, "is_vector_env", False):
+                from .isaaclab import CollectingIsaacLabWrapper
+
+                return CollectingIsaacLabWrapper(env, *args, **kwargs)
+            raise TypeError(
+                f"CollectingVectorWrapper needs a gymnasium.vector.VectorEnv or an Isaac Lab-style batched env "
+                f"(env.unwrapped.is_vector_env), got {type(env).__name__}; use CollectingWrapper for single envs"
+            )
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        path: str | Path | None = None,
+        *,
+        collector: BaseCollector | None = None,
+        compression: Any = DEFAULT_COMPRESSION,
+        record_infos: bool = True,
+        metadata: dict[str, Any] | None = None,
+        teacher: Any = None,
+        flush_policy: FlushPolicy | dict[str, Any] | None = None,
+        dtype_policy: str = "cast",
+        autoreset_mode: AutoresetMode | str | None = None,
+        chunk_steps: int | None = None,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, **_constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
+                                        autoreset_mode=None if autoreset_mode is None
+                                        else AutoresetMode(autoreset_mode).value,
+                                        chunk_steps=chunk_steps))
+        VectorWrapper.__init__(self, env)
+        self.autoreset_mode = resolve_autoreset_mode(env, autoreset_mode)
+        self.collector = _make_collector(
+            collector, path, env.single_observation_space, env.single_action_space, env,
+            {"num_envs": env.num_envs, "autoreset_mode": self.autoreset_mode, "vector_env": type(env.unwrapped).__name__},
+            compression=compression, record_infos=record_infos, metadata=metadata,
+            flush_policy=flush_policy, dtype_policy=dtype_policy,
+        )
+        c = self.collector
+        self.teacher = teacher
+        self._rec = BatchedRecorder(c, env.num_envs, c._obs_codec, c._act_codec, self.autoreset_mode,
+                                    record_infos=record_infos, chunk_steps=chunk_steps,
+                                    episode_meta={"autoreset_mode": self.autoreset_mode},
+                                    ext=teacher_columns(c._act_codec) if teacher is not None else ())
+        self._record_infos = record_infos
+        self._same = self.autoreset_mode == SAME_STEP
+        self._simple = c._obs_codec.simple and c._act_codec.simple
+        self._last_obs: Any = None
+        self._closed_rec = False
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        """Reset (all sub-envs, or those in ``options["reset_mask"]``) and open their new episodes."""
+        mask = None
+        rest = options
+        if options and "reset_mask" in options:  # read before the env pops it
+            mask = np.array(options["reset_mask"], dtype=bool, copy=True)
+            rest = {k: v for k, v in options.items() if k != "reset_mask"}
+        out = self.env.reset(seed=seed, options=options)
+        obs, infos = out
+        if mask is None:
+            mask = np.ones(self.num_envs, dtype=bool)
+        self._rec.on_reset(mask, obs, infos, seed, rest)
+        if self.teacher is not None:
+            self._last_obs = obs
+        return out
+
+    def step(self, actions: Any):
+        """Step all sub-envs; the transition is copied once per field into the current chunk."""
+        teacher_action = None if self.teacher is None else self.teacher(self._last_obs)
+        out = self.env.step(actions)
+        obs, rew, term, trunc, infos = out
+        rec = self._rec
+        c = rec.chunk if rec.chunk is not None else rec.current()
+        k = c.k
+        if self._simple:
+            try:
+                c.obs[0][k] = obs
+                c.act[0][k] = actions
+            except (ValueError, TypeError) as e:  # the slow path names the field and the expected shapes
+                rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
+                rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
+                raise e
+        else:
+            rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
+            rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
+        c.rew[k] = rew
+        c.term[k] = term
+        c.trunc[k] = trunc
+        if self._record_infos:
+            c.infos.append(infos)
+            if self._same:
+                c.final_info.append(infos.get("final_info"))
+        if self._same:
+            c.final_obs.append(infos.get("final_obs"))
+        if teacher_action is not None:
+            rec.put_leaves(c.ext, k, teacher_action, rec.act_codec, "teacher action")
+            self._last_obs = obs
+        c.k = k = k + 1
+        if k == rec.K or (not k & 63 and time.monotonic() - rec.last_handoff > rec.handoff_seconds):
+            rec.submit()
+        return out
+
+    def flush(self) -> None:
+        """Make everything recorded so far durable before returning (open episodes stay open)."""
+        self._rec.submit()
+        self.collector.flush()
+
+    def close(self, **kwargs: Any) -> None:
+        """Store open episodes (truncated), finalize the dataset, then close the env."""
+        try:
+            if not self._closed_rec:
+                self._closed_rec = True
+                self._rec.close()
+                self.collector.end_collection()
+        finally:
+            self.env.close(**kwargs)
+
+    def __enter__(self) -> CollectingVectorWrapper:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.collector.dataset_path

@@ -1,0 +1,221 @@
+"""BufferCollector: replay sampling returns real transitions; overflow spills/drops/raises; memory limit."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import psutil
+import pytest
+from gymnasium import spaces
+from loguru import logger
+
+from gym_aquacollect import BufferCollector, CollectingWrapper, load_dataset
+from gym_aquacollect.collectors import BufferOverflowError
+
+
+def run_cartpole(collector, steps, seed=0):
+    """Record CartPole with random actions; return the ground-truth transitions and episodes."""
+    env = CollectingWrapper(gym.make("CartPole-v1"), collector=collector)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    trans, episodes, ep = [], [], [obs.copy()]
+    for _ in range(steps):
+        a = int(env.action_space.sample())
+        nxt, r, term, trunc, _ = env.step(a)
+        trans.append((obs.copy(), a, r, nxt.copy(), term, trunc))
+        ep.append(nxt.copy())
+        obs = nxt
+        if term or trunc:
+            episodes.append(np.stack(ep))
+            obs, _ = env.reset()
+            ep = [obs.copy()]
+    if len(ep) > 1:
+        episodes.append(np.stack(ep))
+    return env, trans, episodes
+
+
+def key(o, a, n):
+    return o.tobytes() + bytes([a]) + n.tobytes()
+
+
+def test_samples_are_real_transitions_from_the_ring(tmp_path):
+    buf = BufferCollector(name="b", save_path=tmp_path, max_buffer_size=300, buffer_batch_size=32)
+    env, trans, _ = run_cartpole(buf, 2000)
+    assert len(buf) <= 300 and len(buf) > 300 - 32
+    recent = {key(o, a, n): (r, te, tr) for o, a, r, n, te, tr in trans[-len(buf):]}
+    batch = buf.sample(5000, seed=0)
+    assert batch["obs"].shape == (5000, 4) and batch["obs"].dtype == np.float32
+    assert batch["reward"].dtype == np.float32 and batch["terminated"].dtype == bool
+    ends = 0
+    for i in range(5000):
+        k = key(batch["obs"][i], int(batch["action"][i]), batch["next_obs"][i])
+        assert k in recent, "sampled transition is not one of the last len(buf) recorded ones"
+        assert recent[k] == (batch["reward"][i], batch["terminated"][i], batch["truncated"][i])
+        ends += bool(batch["terminated"][i])
+    assert ends > 0  # final transitions are sampled, with their real final observation as next_obs
+    # uniform: every transition in the ring is drawn, none far more often than the others
+    counts = np.unique([key(o, int(a), n) for o, a, n in
+                        zip(batch["obs"], batch["action"], batch["next_obs"])], return_counts=True)[1]
+    assert len(counts) == len(recent)
+    assert counts.max() < 3 * 5000 / len(recent)
+    env.close()
+
+
+def test_sampling_is_reproducible_and_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    buf = BufferCollector(name="b", save_path=tmp_path, max_buffer_size=1000)
+    env, _, _ = run_cartpole(buf, 500)
+    a, b = buf.sample(64, seed=7), buf.sample(64, seed=7)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    t = buf.sample(64, seed=7, as_torch=True, device="cpu")
+    assert set(t) == {"obs", "action", "reward", "next_obs", "terminated", "truncated"}
+    assert isinstance(t["obs"], torch.Tensor) and t["terminated"].dtype == torch.bool
+    np.testing.assert_array_equal(t["next_obs"].numpy(), a["next_obs"])
+    env.close()
+
+
+def test_spilled_and_final_data_make_the_full_dataset(tmp_path):
+    buf = BufferCollector(name="b", save_path=tmp_path, max_buffer_size=250, buffer_batch_size=40)
+    env, trans, episodes = run_cartpole(buf, 3000, seed=1)
+    assert buf.get_dataset_statistics()["spilled_steps"] > 0
+    env.close()
+    ds = load_dataset(buf.dataset_path)
+    assert ds.total_steps == 3000 and len(ds) == len(episodes)
+    for ep, want in zip(ds, episodes):
+        np.testing.assert_array_equal(ep.observations, want)
+    np.testing.assert_array_equal(np.concatenate([ep.actions for ep in ds]), [t[1] for t in trans])
+
+
+def test_drop_leaves_out_whole_episodes(tmp_path):
+    buf = BufferCollector(name="b", save_path=tmp_path, max_buffer_size=200, buffer_batch_size=50, on_overflow="drop")
+    env, _, episodes = run_cartpole(buf, 2000, seed=2)
+    env.close()
+    st = buf.get_dataset_statistics()
+    ds = load_dataset(buf.dataset_path)
+    assert st["dropped_steps"] > 0 and 0 < len(ds) < len(episodes)
+    assert ds.total_steps + st["dropped_steps"] >= 2000 - 200
+    stored = {e.tobytes() for e in episodes}
+    for ep in ds:  # what is stored is complete episodes, exactly as recorded
+        assert ep.observations.tobytes() in stored
+    assert st["dropped_episodes"] == len(episodes) - len(ds)
+
+
+def test_raise_instead_of_losing_data_and_save_makes_room(tmp_path):
+    buf = BufferCollector(name="b", save_path=tmp_path, max_buffer_size=100, buffer_batch_size=10, on_overflow="raise")
+    env = CollectingWrapper(gym.make("CartPole-v1"), collector=buf)
+    env.reset(seed=0)
+    n = 0
+    with pytest.raises(BufferOverflowError, match="on_overflow='raise'"):
+        for _ in range(200):
+            *_, term, trunc, _ = env.step(n % 2)
+            n += 1
+            if term or trunc:
+                env.reset()
+    assert n == 100  # the 101st step found the ring full of unsaved data (and was not recorded)
+    assert buf.save() == buf.dataset_path
+    env.reset()  # the env moved on without the recorder: start a fresh episode
+    for _ in range(50):  # saved rows may leave the ring
+        *_, term, trunc, _ = env.step(0)
+        if term or trunc:
+            env.reset()
+    env.close()
+    assert load_dataset(buf.dataset_path).total_steps == 150
+
+
+class ImageEnv(gym.Env):
+    """64x64x3 uint8 frames whose content is a function of (episode, t), so stored data can be checked."""
+
+    observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def __init__(self, length=97):
+        self.length = length
+        self.k = -1
+        self.ramp = np.arange(64 * 64 * 3, dtype=np.int64).reshape(64, 64, 3)
+
+    def frame(self, k, t):
+        return ((self.ramp + 31 * k + 7 * t) % 251).astype(np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.k += 1
+        self.t = 0
+        return self.frame(self.k, 0), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.frame(self.k, self.t), 1.0, self.t >= self.length, False, {}
+
+
+def test_memory_limit_holds_under_long_image_collection(tmp_path):
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    limit_mb = base / (1 << 20) + 150
+    warnings = []
+    sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING")
+    try:
+        buf = BufferCollector(name="img", save_path=tmp_path, max_buffer_size=1_000_000, memory_limit_mb=limit_mb,
+                              compression_enabled=False, buffer_batch_size=512)
+        env = CollectingWrapper(ImageEnv(), collector=buf)
+        env.reset(seed=0)
+        steps, peak = 30_000, 0  # 30k frames of 12 KiB = 352 MiB through a 150 MiB budget
+        for i in range(steps):
+            *_, term, trunc, _ = env.step(i % 3)
+            if term or trunc:
+                env.reset()
+            if i % 500 == 0:
+                peak = max(peak, proc.memory_info().rss)
+                if i > 20_000:
+                    batch = buf.sample(32, seed=i)
+                    assert batch["obs"].shape == (32, 64, 64, 3)
+        st = buf.get_dataset_statistics()
+        env.close()
+    finally:
+        logger.remove(sink)
+    assert peak <= limit_mb * (1 << 20), f"RSS peaked at {peak / 2**20:.0f} MB over the {limit_mb:.0f} MB limit"
+    assert st["buffer_capacity"] < steps and st["spilled_steps"] > 0
+    assert sum("memory_limit_mb" in w for w in warnings) == 1
+    # spilled data is readable and exact
+    ds = load_dataset(buf.dataset_path)
+    assert ds.total_steps == steps
+    env0 = ImageEnv()
+    for ep in ds.iterate_episodes(range(0, len(ds), 25)):
+        k = ep.id
+        assert ep.observations.shape == (len(ep) + 1, 64, 64, 3)
+        for t in (0, len(ep) // 2, len(ep)):
+            np.testing.assert_array_equal(ep.observations[t], env0.frame(k, t))
+
+
+def test_dict_observations_and_step_callbacks(tmp_path):
+    space = spaces.Dict({"pos": spaces.Box(-1, 1, (2,), np.float32), "n": spaces.Discrete(5)})
+
+    class DictEnv(gym.Env):
+        observation_space = space
+        action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.t = 0
+            return {"pos": np.zeros(2, np.float32), "n": 0}, {}
+
+        def step(self, action):
+            self.t += 1
+            return ({"pos": np.full(2, self.t / 10, np.float32), "n": self.t % 5}, float(self.t), self.t == 4, False, {})
+
+    buf = BufferCollector(name="d", save_path=tmp_path, max_buffer_size=50,
+                          step_callbacks=[lambda c, s: {"t": s["t"]}])
+    env = CollectingWrapper(DictEnv(), collector=buf)
+    env.reset(seed=0)
+    for _ in range(12):
+        *_, term, _, _ = env.step(np.zeros(1, np.float32))
+        if term:
+            env.reset()
+    b = buf.sample(100, seed=0)
+    assert b["obs"]["pos"].shape == (100, 2) and b["next_obs"]["n"].shape == (100,)
+    t_next = (b["next_obs"]["pos"][:, 0] * 10).round().astype(int)
+    np.testing.assert_array_equal(t_next, b["reward"].astype(int))  # next_obs belongs to the same step
+    np.testing.assert_array_equal((b["obs"]["pos"][:, 0] * 10).round().astype(int), t_next - 1)
+    env.close()
+    ds = load_dataset(buf.dataset_path)
+    assert ds[0].extras["t"].tolist() == [0, 1, 2, 3]
