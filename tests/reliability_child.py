@@ -6,7 +6,8 @@ durable), ``S <steps>`` now and then, and ``ERR <message>`` if recording failed 
 
 Usage: python reliability_child.py PATH SEED MODE [ARGS...]
     MODE ``kill``:   record forever; commits every few hundred steps and flushes at random episode ends.
-    MODE ``fsize``:  RLIMIT_FSIZE=ARG bytes; 3 small flushed shards, then one big shard until the error.
+    MODE ``fsize``:  RLIMIT_FSIZE=ARG bytes; 3 small flushed shards, then blocks too big for the limit.
+    MODE ``fsize-rotate``: RLIMIT_FSIZE=ARG bytes; 20k steps in small blocks, no flush until close.
     MODE ``steps``:  record ARG steps, flushing every 500 (for concurrent-writer runs), then close.
 """
 
@@ -34,7 +35,7 @@ def say(*parts: object) -> None:
 def main() -> None:
     path, seed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     rng = random.Random(seed)
-    if mode == "fsize":
+    if mode.startswith("fsize"):
         import resource
 
         limit = int(sys.argv[4])
@@ -44,14 +45,21 @@ def main() -> None:
         policy = FlushPolicy(every_steps=rng.choice([50, 200, 1000, None]), every_seconds=rng.choice([0.05, 0.3, None]))
     else:
         policy = FlushPolicy(every_steps=500, every_seconds=None)
-    env = CollectingWrapper(gym.make("CartPole-v1"), path, flush_policy=policy,
-                            compression=rng.choice([None, "lzf", "gzip"]))
+    compression = rng.choice([None, "lzf", "gzip"])
+    if mode == "fsize-rotate":
+        from gym_aquacollect.collectors import RLCollector
+
+        collector = RLCollector(dataset_path=path, flush_policy=policy, compression=compression, block_bytes=4096)
+        env = CollectingWrapper(gym.make("CartPole-v1"), collector=collector)
+    else:
+        env = CollectingWrapper(gym.make("CartPole-v1"), path, flush_policy=policy, compression=compression)
     say("READY")
     episodes = steps = 0
     ep_seed = seed * 100_000
     env.reset(seed=ep_seed)
     t = 0
-    limit_steps = int(sys.argv[4]) if mode == "steps" else 10**12
+    limit_steps = {"steps": int(sys.argv[4]) if mode == "steps" else 0, "fsize": 200_000,
+                   "fsize-rotate": 20_000}.get(mode, 10**12)
     try:
         while steps < limit_steps:
             _, _, term, trunc, _ = env.step(action_for(ep_seed, t))

@@ -16,8 +16,10 @@ dataset, so a SIGKILL loses at most what was handed over since the last commit. 
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import queue
+import shutil
 import threading
 import time
 import weakref
@@ -28,6 +30,11 @@ from typing import Any
 
 import numpy as np
 from loguru import logger
+
+try:
+    import resource as _resource
+except ImportError:  # Windows
+    _resource = None
 
 from .manifest import SHARD_DIR, Manifest, ShardRecord, file_checksum, init_dataset_dir, new_writer_id
 from .shard import ShardWriter, compression_kwargs
@@ -255,6 +262,7 @@ class DatasetWriter:
             if block.on_written is not None:  # nothing to store: do not open (and commit) an empty shard
                 block.on_written()
             return
+        self._ensure_room(block)
         shard = self._open_shard()
         obs0 = shard.append("obs", block.obs, block.n_obs)
         step0 = shard.append("step", block.step, block.n_step)
@@ -276,6 +284,43 @@ class DatasetWriter:
             block.on_written()
         if n_end and self.policy.on_episode_end:
             self._commit()
+
+    def _ensure_room(self, block: Block) -> None:
+        """Refuse (with a clear OSError) to write a block the disk or the file size limit cannot take.
+
+        HDF5 cannot recover from a failed write: after one, closing the shard or freeing its datasets
+        crashes the process (SIGSEGV in H5D_close; HDF5 2.0 / h5py 3.16). So before each block the writer
+        checks that the open shard, with this block, still fits (a generous upper bound of its final
+        size) under ``RLIMIT_FSIZE`` (committing the shard first and starting a new one when only that
+        helps) and in the free space of the filesystem, so the open shard can always be closed cleanly.
+        Costs a getrlimit and a statvfs (disk_usage) per block (not per step).
+        """
+        add = sum(a[: block.n_obs].nbytes for a in block.obs.values()) + \
+            sum(a[: block.n_step].nbytes for a in block.step.values())
+        ncols = len(block.obs) + len(block.step)
+        shard = self._shard
+        have = shard.nbytes if shard is not None else 0
+        on_disk = shard.path.stat().st_size if shard is not None and shard.path.exists() else 0
+
+        def bound(data: int) -> int:  # chunk padding, lzf expansion, object headers, index, B-trees
+            return int(2.2 * data) + ncols * (4 << 10) + (32 << 10)
+
+        if _resource is not None:
+            soft = _resource.getrlimit(_resource.RLIMIT_FSIZE)[0]
+            if soft != _resource.RLIM_INFINITY and bound(have + add) > soft:
+                if shard is not None:
+                    self._commit()  # a fresh shard may take it
+                    shard, have, on_disk = None, 0, 0
+                if bound(add) > soft:
+                    raise OSError(errno.EFBIG, f"cannot store {add} bytes of new rows in a shard under the file "
+                                  f"size limit of {soft} bytes (ulimit -f / RLIMIT_FSIZE) in {self.path}; raise the "
+                                  "limit (everything committed so far is intact)")
+        free = shutil.disk_usage(self.path).free
+        need = bound(have + add) - on_disk
+        if need > free:
+            raise OSError(errno.ENOSPC, f"disk almost full: {free / 1e6:.1f} MB free on the filesystem of "
+                          f"{self.path}, the open shard may need {need / 1e6:.1f} MB more; free space "
+                          "(everything committed so far is intact)")
 
     def _maybe_commit(self) -> None:
         p = self.policy
