@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from reliability_child import expected_episode, report_figures
 
 import gym_aquacollect
@@ -190,3 +191,36 @@ def test_concurrent_writer_processes_never_clobber(tmp_path: Path, soak: bool) -
             np.testing.assert_array_equal(ep.observations, exp["observations"][: n + 1])
             np.testing.assert_array_equal(ep.actions, exp["actions"][:n])
     report_figures("concurrent", {"processes": n_proc, "steps_each": steps, "episodes": len(ds)})
+
+
+def test_writers_creating_one_new_dataset_at_once(tmp_path: Path) -> None:
+    """Writers that create the same new dataset directory at the same moment all join it (found by the
+    distributed benchmark: a writer saw the other's manifests/ before its aquacollect.json and refused)."""
+    from gym_aquacollect.storage.manifest import init_dataset_dir
+
+    meta = {"observation_space": {"type": "Discrete", "n": 2}, "action_space": {"type": "Discrete", "n": 2}}
+    n_threads, rounds = 8, 30
+    errors: list[BaseException] = []
+    for r in range(rounds):
+        path = tmp_path / f"new{r}"
+        barrier = threading.Barrier(n_threads)
+
+        def join(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                init_dataset_dir(path, dict(meta))
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=join) for _ in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    # a directory holding something else is still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a gym_aquacollect dataset"):
+        init_dataset_dir(other, dict(meta))

@@ -178,6 +178,13 @@ def _compatible(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
+def _being_created(entry: Path) -> bool:
+    """What another writer creating the same dataset at this moment may have made so far."""
+    return entry.name in (MANIFEST_DIR, SHARD_DIR, METADATA_FILE) or (
+        entry.name.startswith(f".{METADATA_FILE}.") and entry.name.endswith(".tmp")
+    )
+
+
 def init_dataset_dir(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """Create the dataset directory with ``meta`` as its metadata, or join an existing one.
 
@@ -187,7 +194,7 @@ def init_dataset_dir(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a directory; choose another dataset path")
-    if path.is_dir() and any(path.iterdir()) and not is_dataset_dir(path):
+    if path.is_dir() and not is_dataset_dir(path) and any(not _being_created(p) for p in path.iterdir()):
         raise FileExistsError(
             f"{path} exists, is not empty and is not a gym_aquacollect dataset (no {METADATA_FILE}); "
             "choose an empty or new directory"
