@@ -221,12 +221,22 @@ class _Worker:
         try:
             obs, _ = env.reset(seed=seed)
             width = int(getattr(env, "num_envs", 1)) if vector else 1
+            mode = str(getattr(_autoreset_mode(env), "value", _autoreset_mode(env)))
+            if vector and mode not in ("NextStep", "SameStep", "None"):
+                raise NotImplementedError(f"collect_distributed runs vector envs with autoreset (NEXT_STEP or "
+                                          f"SAME_STEP), this one has autoreset mode {mode}")
+            was_done = np.zeros(width, dtype=bool)
             while n < steps:
                 obs, _, term, trunc, _ = env.step(policy(obs))
-                n += width
                 if vector:
-                    episodes += int(np.count_nonzero(np.logical_or(term, trunc)))
-                elif term or trunc:
+                    done = np.logical_or(term, trunc)
+                    # NEXT_STEP autoreset: a sub-env that ended last step only resets now (no transition)
+                    n += width - int(np.count_nonzero(was_done)) if mode != "SameStep" else width
+                    was_done = done if mode != "SameStep" else was_done
+                    episodes += int(np.count_nonzero(done))
+                    continue
+                n += 1
+                if term or trunc:
                     episodes += 1
                     obs, _ = env.reset()
                 now = time.monotonic()
@@ -237,6 +247,16 @@ class _Worker:
             env.close()
         self.progress.report.remote(self.index, n, episodes)
         return {"steps": n, "episodes": episodes, "writer_id": writer.writer_id, "node": socket.gethostname()}
+
+
+def _autoreset_mode(env: Any) -> Any:
+    e = env
+    while e is not None:
+        mode = (getattr(e, "metadata", None) or {}).get("autoreset_mode")
+        if mode is not None:
+            return mode
+        e = getattr(e, "env", None)
+    return None
 
 
 # -- driver side ---------------------------------------------------------------------------------------

@@ -133,3 +133,22 @@ def test_to_ray_transitions_and_episodes(local_ray, tmp_path: Path) -> None:
     for i in (0, len(ds) // 2, len(ds) - 1):
         np.testing.assert_array_equal(np.asarray(by_id[i]["observations"]), ds[i].observations)
         assert int(by_id[i]["length"]) == len(ds[i])
+
+
+def make_vec_cartpole(num_envs: int = 3):
+    import gymnasium as gym
+
+    return gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode="sync")
+
+
+def test_vector_env_workers(local_ray, tmp_path: Path) -> None:
+    path = tmp_path / "vec"
+    result = collect_distributed(make_vec_cartpole, num_workers=2, steps=3000, path=path, seed=5, progress=False)
+    assert result.ok, result.summary()
+    # a vector env records up to num_envs transitions per step: a worker may overshoot by num_envs - 1
+    assert all(1500 <= w.steps_reported <= 1502 for w in result.workers)
+    assert [w.durable_steps for w in result.workers] == [w.steps_reported for w in result.workers]
+    ds = load_dataset(path)
+    assert ds.total_steps == result.durable_steps
+    assert {ep.metadata["env_index"] for ep in ds} == {0, 1, 2}
+    assert verify_dataset(path).ok
