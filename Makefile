@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml .ci/requirements-interop.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,ray]"
 	# real libraries on the other side of the interop tests, installed without their pinned deps
 	$(PIP) install -q --no-deps --ignore-requires-python -r .ci/requirements-interop-nodeps.txt
 	$(PIP) install -q -r .ci/requirements-interop.txt
