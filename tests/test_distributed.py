@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_child import report_figures
 
 ray = pytest.importorskip("ray")
 
@@ -104,6 +105,12 @@ def test_killed_worker_loses_only_its_unflushed_tail(local_ray, tmp_path: Path) 
         assert ep.observations.shape == (len(ep) + 1, 4) and len(ep.actions) == len(ep)
     died_manifest = next(m for m in ds.manifests if m.writer_id == dead.writer_id)
     assert not died_manifest.closed
+    recorded = 40_000 - 1  # the policy killed its process before the 40,000th step
+    report_figures("ray_worker_killed", {
+        "workers": 2, "steps_requested": steps, "killed_after_steps": recorded,
+        "dead_worker_kept_steps": dead.durable_steps, "dead_worker_lost_steps": recorded - dead.durable_steps,
+        "reported_lost_lower_bound": dead.lost_steps, "unreferenced_bytes": sum(
+            (path / f).stat().st_size for f in report.unreferenced)})
 
 
 def test_uses_running_ray_instance(local_ray) -> None:
