@@ -4,6 +4,7 @@ Contents:
     * ``aquacollect record ENV_ID --steps N --out DIR`` - record a Gymnasium env (random policy, or
       ``--policy module:callable``) and print the dataset's statistics.
     * ``aquacollect info DIR`` - statistics, spaces and layout of a dataset.
+    * ``export``, ``validate``, ``replay``, ``plot`` - in :mod:`gym_aquacollect.cli_formats`.
     * :func:`main` - the entry point; :func:`build_parser` - the argparse tree (other modules add
       subcommands through :func:`add_command`).
 
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print as JSON")
     i.set_defaults(func=_cmd_info)
 
+    from .cli_formats import add_subcommands  # export, validate, replay, plot
+
+    add_subcommands(sub)
     for register in _EXTRA_COMMANDS:
         register(sub)
     return p
@@ -182,10 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aquacollect`` command."""
-    try:
-        from . import cli_extra  # noqa: F401 - optional subcommands register themselves
-    except ImportError:
-        pass
     args = build_parser().parse_args(argv)
     from loguru import logger
 
