@@ -28,6 +28,9 @@ def _loop(env, steps, actions):
     return (time.perf_counter() - t0) / steps
 
 
+COMPRESSION: object = "lzf"
+
+
 def bench_cartpole(kind: str, n: int, steps: int, repeats: int) -> tuple[float, float]:
     def make():
         if kind == "native":
@@ -41,7 +44,7 @@ def bench_cartpole(kind: str, n: int, steps: int, repeats: int) -> tuple[float, 
         raw.append(_loop(env, steps, actions))
         env.close()
         d = tempfile.mkdtemp()
-        env = CollectingVectorWrapper(make(), f"{d}/r{r}")
+        env = CollectingVectorWrapper(make(), f"{d}/r{r}", compression=COMPRESSION)
         rec.append(_loop(env, steps, actions))
         env.close()
     return statistics.median(raw), statistics.median(rec)
@@ -73,12 +76,15 @@ def bench_isaac(steps: int, repeats: int) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--compression", default="lzf", help="none, lzf (the default) or gzip")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--isaac-steps", type=int, default=400)
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch intra-op threads for the Isaac case (0: torch's default). On a 2-core machine "
                         "torch's OpenMP workers and the writer thread compete; 1 is faster for both raw and recorded")
     a = p.parse_args()
+    global COMPRESSION
+    COMPRESSION = None if a.compression == "none" else a.compression
     if a.torch_threads:
         import torch
 

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--num-envs", type=int, default=1, help="record a vector env of N sub-envs (gym.make_vec)")
     r.add_argument("--policy", help="module:callable mapping an observation to an action (default: random)")
     r.add_argument("--seed", type=int, default=0, help="reset seed (default: 0)")
-    r.add_argument("--compression", default="lzf", help="none, lzf (default), gzip or gzip:LEVEL")
+    r.add_argument("--compression", default="auto", help="auto (default: lzf for large rows such as images), none, lzf, gzip or gzip:LEVEL")
     r.add_argument("--env-kwargs", help='JSON dict of gym.make keyword arguments, e.g. \'{"render_mode": null}\'')
     r.add_argument("--append", action="store_true", help="add to an existing dataset at --out")
     r.add_argument("--overwrite", action="store_true", help="delete an existing dataset at --out first")

@@ -184,3 +184,23 @@ def test_no_path_records_to_a_fresh_logged_directory(tmp_path, monkeypatch):
     with CollectingWrapper(gym.make("CartPole-v1")) as env2:  # another fresh directory, never the same
         run_episodes(env2, 1)
         assert env2.dataset_path != path
+
+
+def test_auto_compression_compresses_large_rows_only(tmp_path):
+    import h5py
+
+    space = spaces.Dict({"img": spaces.Box(0, 255, (32, 32, 3), np.uint8), "state": spaces.Box(-1, 1, (4,))})
+    with CollectingWrapper(SpaceEnv(space, spaces.Discrete(2), lengths=(5,)), tmp_path / "ds") as env:
+        run_episodes(env, 2)
+    shard = next((tmp_path / "ds" / "shards").glob("*.h5"))
+    with h5py.File(shard) as f:
+        assert f["obs/observations/img"].compression == "lzf"
+        assert f["obs/observations/state"].compression is None
+        assert f["step/rewards"].compression is None
+    with CollectingWrapper(SpaceEnv(space, spaces.Discrete(2), lengths=(5,)), tmp_path / "gz",
+                           compression=("gzip", 1)) as env:
+        run_episodes(env, 1)
+    with h5py.File(next((tmp_path / "gz" / "shards").glob("*.h5"))) as f:
+        assert f["obs/observations/img"].compression == "gzip" and f["obs/observations/img"].compression_opts == 1
+    with pytest.raises(ValueError, match="compression='zstd' is not supported"):
+        CollectingWrapper(SpaceEnv(space, spaces.Discrete(2)), tmp_path / "bad", compression="zstd")

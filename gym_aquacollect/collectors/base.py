@@ -17,7 +17,15 @@ streaming it to disk; call ``block.on_written()`` once its arrays are no longer 
 :meth:`_on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
 :meth:`_open_writer` / :meth:`_finalize` (no writer, or a different sink) and
 :meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) stays the
-base's. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
+base's.
+
+Batched recording (``CollectingVectorWrapper``, Isaac Lab, multi-agent) does not use the single-env hot
+path: it splits chunks of N sub-envs in the writer thread. The class attribute :attr:`BaseCollector.batched_mode`
+says how such a recorder feeds the collector: ``"stream"`` (every row straight to disk), ``"episodes"``
+(each sub-env episode is held until it ends, then :meth:`_on_finished_episodes` decides, in the writer
+thread) or ``"transitions"`` (rows go to disk and :meth:`_on_transitions` also receives each chunk's
+transitions, in the writer thread). A subclass that overrides the single-env hooks must set it, or the
+vector wrappers refuse it. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
 ``examples/custom_collector.py`` for a complete one.
 """
 
@@ -33,7 +41,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -79,8 +87,9 @@ def _end_live_collections() -> None:
             except Exception:  # noqa: BLE001 - nothing sensible to do at exit
                 pass
 
-#: Default compression: LZF costs little CPU in the writer thread and still shrinks typical data.
-DEFAULT_COMPRESSION: Any = "lzf"
+#: Default compression: LZF for columns with large rows (images: 10-60x smaller), none for small rows,
+#: where LZF gains ~10% but its CPU competes with the env (measured: see README, "Performance").
+DEFAULT_COMPRESSION: Any = "auto"
 
 _TERM, _TRUNC = 1, 2
 
@@ -163,6 +172,9 @@ class BaseCollector(ExportMixin):
             ``schedule(episode_index) -> bool``; None records every episode.
         dataset_path: the dataset directory itself (overrides ``save_path``/``name``).
     """
+
+    #: How batched recorders feed this collector: "stream", "episodes" or "transitions" (module docstring).
+    batched_mode: ClassVar[str] = "stream"
 
     def __init__(
         self,
@@ -478,6 +490,35 @@ class BaseCollector(ExportMixin):
         self.episode_lengths.append(end.length)
         self.episode_returns.append(end.ret)
         self.episode_flags.append(end.flags)
+
+    # -- batched recording (writer thread) ---------------------------------------------------------------
+    def _on_finished_episodes(self, episodes: Any, writer: DatasetWriter) -> None:
+        """``batched_mode == "episodes"``: sub-env episodes that just ended
+        (:class:`~gym_aquacollect.wrappers._batched.FinishedEpisodes`). Runs in the writer thread: write
+        what is kept with ``writer.write_block(episodes.block(keep))`` (never ``writer.submit``, which
+        would wait on this very thread) and count it in the statistics. The base applies ``schedule``
+        to the episode keys (numbered in the order the sub-env episodes started)."""
+        keep = np.ones(len(episodes), bool)
+        if self.schedule is not None:
+            keep = np.array([bool(self.schedule(int(k))) for k in episodes.keys.tolist()], dtype=bool)
+            self.skipped_episodes += int(np.count_nonzero(~keep))
+        if keep.any():
+            writer.write_block(episodes.block(keep))
+            self.episode_lengths.extend(episodes.lengths[keep].tolist())
+            self.episode_returns.extend(episodes.returns[keep].tolist())
+            self.episode_flags.extend(episodes.flags[keep].tolist())
+
+    def _start_transitions(self, num_envs: int) -> None:
+        """``batched_mode == "transitions"``: called once at wrapper construction (user thread)."""
+        raise NotImplementedError(f"{type(self).__name__} declares batched_mode='transitions' without "
+                                  "_start_transitions/_on_transitions")
+
+    def _on_transitions(self, obs: list[np.ndarray], actions: list[np.ndarray], rewards: np.ndarray,
+                        next_obs: list[np.ndarray], terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """``batched_mode == "transitions"``: a chunk's transitions (leaf column lists in codec order;
+        ``next_obs`` is the observation the step returned, the final one at a SAME_STEP done step).
+        Writer thread; the rows themselves also go to disk."""
+        raise NotImplementedError
 
     def _handoff(self, final: bool = False) -> None:
         """Hand the rows filled since the last hand-over to the writer (views, no copy)."""

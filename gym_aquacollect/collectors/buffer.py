@@ -22,6 +22,14 @@ leave the ring: ``on_overflow="spill"`` (default) writes them to disk, ``"drop"`
 written (their episodes are then left out of the dataset), ``"raise"`` raises
 :class:`BufferOverflowError`. The first time the memory limit, rather than ``max_buffer_size``, decides
 the capacity, a loguru warning says so.
+
+Vector envs (``batched_mode = "transitions"``): the batched recorder streams every row to disk itself
+and hands each chunk's transitions to :meth:`~BufferCollector._on_transitions` in the writer thread.
+They go to a transition ring of their own (observation and next observation stored per transition,
+next observation = what the step returned, the final observation at SAME_STEP done steps); the ring
+overwrites its oldest transitions when full (they are on disk already, so ``on_overflow`` does not
+apply), and its capacity is ``max_buffer_size`` cut to the memory budget. :meth:`~BufferCollector.sample`
+then draws from it (under a lock: the ring is filled by the writer thread). RSS is not polled there.
 """
 
 from __future__ import annotations
@@ -61,6 +69,9 @@ def _take_dyn(dyn: DynamicColumns, idx: np.ndarray) -> dict[str, np.ndarray]:
 class BufferCollector(BaseCollector):
     """A replay buffer for online RL that also records its data to disk, within a memory limit.
 
+    With a vector env (``CollectingVectorWrapper(envs, collector=buf)``) :meth:`sample` draws from the
+    transitions of every sub-env (see the module docstring).
+
     Example:
         >>> import tempfile, gymnasium as gym
         >>> from gym_aquacollect import BufferCollector, CollectingWrapper, load_dataset
@@ -90,6 +101,8 @@ class BufferCollector(BaseCollector):
         **kwargs: see :class:`~gym_aquacollect.collectors.BaseCollector` (``record_infos`` defaults to
             False here: replay rarely needs infos, and they cost memory per row).
     """
+
+    batched_mode = "transitions"
 
     def __init__(
         self,
@@ -132,6 +145,8 @@ class BufferCollector(BaseCollector):
         self.dropped_episodes = 0
         self._limit_warned = False
         self._rss_warned = False
+        self._vring: dict[str, Any] | None = None  # the transition ring of batched (vector) recording
+        self._tr_lock = threading.Lock()
 
     # -- set-up --------------------------------------------------------------------------------------------
     def enable_async_processing(self, interval: float = 0.05) -> None:
@@ -256,7 +271,53 @@ class BufferCollector(BaseCollector):
 
     def __len__(self) -> int:
         """Transitions currently in the ring (what :meth:`sample` draws from)."""
+        if self._vring is not None:
+            return min(self._vring["hi"], self._vring["cap"])
         return self._s_hi - self._s_lo if hasattr(self, "_s_hi") else 0
+
+    # -- batched (vector env) recording ------------------------------------------------------------------
+    def _start_transitions(self, num_envs: int) -> None:
+        """Set up the transition ring (obs and next obs per transition; virtual memory until used)."""
+        if not self.collecting:
+            self.start_collection()
+        obs_b, step_b = self._row_bytes()
+        cap = int(self._Cs * (step_b + 1.25 * obs_b) // (step_b + 2 * obs_b))  # same memory budget
+        cap = max(1, cap)
+        self._vring = {"cap": cap, "hi": 0, "obs": self._obs_codec.allocate(cap),
+                    "next": self._obs_codec.allocate(cap), "act": self._act_codec.allocate(cap),
+                    "rew": np.empty(cap, np.float64), "te": np.empty(cap, bool), "tr": np.empty(cap, bool)}
+        self._Cs = cap
+
+    def _on_transitions(self, obs: list[np.ndarray], actions: list[np.ndarray], rewards: np.ndarray,
+                        next_obs: list[np.ndarray], terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """Writer thread: append a chunk's transitions to the ring (the oldest are overwritten)."""
+        t = self._vring
+        n, cap = len(rewards), t["cap"]
+        lo = max(0, n - cap)  # more than the ring holds: only the newest fit
+        with self._tr_lock:
+            idx = (t["hi"] + np.arange(n - lo)) % cap
+            for dst, src in zip(t["obs"], obs):
+                dst[idx] = src[lo:]
+            for dst, src in zip(t["next"], next_obs):
+                dst[idx] = src[lo:]
+            for dst, src in zip(t["act"], actions):
+                dst[idx] = src[lo:]
+            t["rew"][idx], t["te"][idx], t["tr"][idx] = rewards[lo:], terminated[lo:], truncated[lo:]
+            t["hi"] += n - lo
+
+    def _sample_transitions(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
+        t = self._vring
+        with self._tr_lock:
+            size = min(t["hi"], t["cap"])
+            if not size:
+                raise ValueError(f"BufferCollector {self.name!r} is empty: record steps before sampling")
+            idx = rng.integers(0, size, size=n)
+            oc, ac = self._obs_codec, self._act_codec
+            obs = t["obs"][0][idx] if oc.simple else oc.read([c[idx] for c in t["obs"]])
+            nxt = t["next"][0][idx] if oc.simple else oc.read([c[idx] for c in t["next"]])
+            act = t["act"][0][idx] if ac.simple else ac.read([c[idx] for c in t["act"]])
+            return {"obs": obs, "action": act, "reward": t["rew"][idx].astype(np.float32), "next_obs": nxt,
+                    "terminated": t["te"][idx], "truncated": t["tr"][idx]}
 
     def __bool__(self) -> bool:  # a collector is truthy even when its ring is empty
         return True
@@ -400,6 +461,8 @@ class BufferCollector(BaseCollector):
         if not hasattr(self, "_Cs"):
             return 0
         obs_b, step_b = self._row_bytes()
+        if self._vring is not None:
+            return len(self) * (2 * obs_b + step_b)
         return min(self._o_hi, self._Co) * obs_b + min(self._s_hi, self._Cs) * step_b
 
     # -- eviction and writing -----------------------------------------------------------------------------------
@@ -534,6 +597,9 @@ class BufferCollector(BaseCollector):
         reproducible; ``as_torch`` returns torch tensors on ``device``.
         """
         n = batch_size if batch_size is not None else self.buffer_batch_size
+        if self._vring is not None:
+            out = self._sample_transitions(n, self._rng if seed is None else np.random.default_rng(seed))
+            return _to_torch(out, device) if as_torch else out
         lo, hi = self._s_lo, getattr(self, "_s_hi", 0)
         if hi <= lo:
             raise ValueError(f"BufferCollector {self.name!r} is empty: record steps before sampling")
@@ -564,6 +630,7 @@ class BufferCollector(BaseCollector):
         stats = super().get_dataset_statistics()
         stats.update({
             "buffer_size": len(self) if hasattr(self, "_s_hi") else 0,
+            "transitions_seen": self._vring["hi"] if self._vring is not None else None,
             "buffer_capacity": self.capacity,
             "max_buffer_size": self.max_buffer_size,
             "buffer_bytes": self.nbytes,

@@ -27,6 +27,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 __all__ = ["CRITERIA", "COMPLETION_TYPES", "TrajectoryFilter"]
 
 CRITERIA = ("min_reward", "max_reward", "min_length", "max_length", "allowed_completion_types", "predicate")
@@ -113,6 +115,35 @@ class TrajectoryFilter:
             traj = trajectory() if callable(trajectory) else trajectory
             if not bool(self.predicate(traj)):
                 out.append("predicate")
+        return out
+
+    def failures_batch(self, lengths: np.ndarray, returns: np.ndarray, terminated: np.ndarray) -> dict[str, np.ndarray]:
+        """Vectorised :meth:`failures` without the predicate: ``{criterion: bool array (E,)}`` of the
+        episodes failing it (only the criteria given; ``terminated`` False counts as truncated).
+
+        Example:
+            >>> f = TrajectoryFilter({"min_length": 3, "allowed_completion_types": ["done"]})
+            >>> {k: v.tolist() for k, v in f.failures_batch(np.array([2, 5]), np.zeros(2), np.array([True, False])).items()}
+            {'min_length': [True, False], 'completion_type': [False, True]}
+        """
+        lengths, returns = np.asarray(lengths), np.asarray(returns, np.float64)
+        terminated = np.asarray(terminated, bool)
+        out: dict[str, np.ndarray] = {}
+        if self.min_reward is not None:
+            out["min_reward"] = ~(returns >= self.min_reward)
+        if self.max_reward is not None:
+            out["max_reward"] = ~(returns <= self.max_reward)
+        if self.min_length is not None:
+            out["min_length"] = lengths < self.min_length
+        if self.max_length is not None:
+            out["max_length"] = lengths > self.max_length
+        if self.allowed_completion_types is not None:
+            ok = np.zeros(len(lengths), bool)
+            if "done" in self.allowed_completion_types:
+                ok |= terminated
+            if "truncated" in self.allowed_completion_types:
+                ok |= ~terminated
+            out["completion_type"] = ~ok
         return out
 
     def __repr__(self) -> str:

@@ -7,6 +7,10 @@ Contents:
 
 Recording itself is :class:`~gym_aquacollect.collectors.BaseCollector`'s (same validation, same blocks):
 only where the blocks go differs. Episodes not yet decided live in memory only, so a crash loses them.
+With vector envs (``batched_mode = "episodes"``) the batched recorder holds each sub-env episode in the
+writer thread until it ends; :meth:`TrajectoryCollector._on_finished_episodes` then checks the numeric
+criteria vectorised over the finished episodes, asks the predicate per remaining episode, and writes or
+holds (top-k) what is kept.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ class TrajectoryCollector(BaseCollector):
         **kwargs: see :class:`~gym_aquacollect.collectors.BaseCollector` (``schedule``, callbacks, ...).
     """
 
+    batched_mode = "episodes"
+
     def __init__(
         self,
         name: str = "trajectory_collector",
@@ -114,6 +120,7 @@ class TrajectoryCollector(BaseCollector):
         self.rejected_returns: list[float] = []
         self._inflight = 0
         self._inflight_cv = threading.Condition()
+        self._lock = threading.Lock()  # the writer thread decides vector episodes while the user reads statistics
 
     # -- hooks into BaseCollector --------------------------------------------------------------------------
     def _on_episode_end(self, end: EpisodeEnd) -> None:
@@ -181,10 +188,66 @@ class TrajectoryCollector(BaseCollector):
             out = heapq.heappushpop(self._held, item)  # the lowest return (latest on ties) leaves
             self._reject(out[2], ["top_k"])
 
+    def _on_finished_episodes(self, episodes: Any, writer: Any) -> None:
+        """Writer thread (vector envs): decide the sub-env episodes that just ended."""
+        n = len(episodes)
+        lengths, rets, flags = episodes.lengths, episodes.returns, episodes.flags
+        keep = np.ones(n, bool)
+        if self.schedule is not None:
+            keep = np.array([bool(self.schedule(int(k))) for k in episodes.keys.tolist()], dtype=bool)
+            self.skipped_episodes += int(np.count_nonzero(~keep))
+        fails: dict[str, np.ndarray] = {}
+        if self.enable_trajectory_filtering:
+            fails = self.filter.failures_batch(lengths, rets, (flags & _TERM) > 0)
+            failed = np.zeros(n, bool)
+            for m in fails.values():
+                failed |= m & keep
+            if self.filter.predicate is not None and (keep & ~failed).any():
+                cand = np.flatnonzero(keep & ~failed)
+                block = episodes.block(cand)
+                ok = np.array([bool(self.filter.predicate(t)) for t in episodes.trajectories(block)], dtype=bool)
+                fails["predicate"] = np.zeros(n, bool)
+                fails["predicate"][cand[~ok]] = True
+                failed[cand[~ok]] = True
+        else:
+            failed = np.zeros(n, bool)
+        with self._lock:
+            for reason, m in fails.items():
+                c = int(np.count_nonzero(m & keep))
+                if c:
+                    self.rejection_reasons[reason] += c
+            rej = keep & failed
+            self.rejected_lengths.extend(lengths[rej].tolist())
+            self.rejected_returns.extend(rets[rej].tolist())
+        keep &= ~failed
+        if not keep.any():
+            return
+        if self.keep_top_k is None:
+            writer.write_block(episodes.block(keep))
+            with self._lock:
+                self.episode_lengths.extend(lengths[keep].tolist())
+                self.episode_returns.extend(rets[keep].tolist())
+                self.episode_flags.extend(flags[keep].tolist())
+            return
+        for j in np.flatnonzero(keep).tolist():
+            end = EpisodeEnd(int(episodes.keys[j]), int(lengths[j]), float(rets[j]), int(flags[j]), {})
+            self._order += 1
+            rank = (end.ret, -self._order)
+            if len(self._held) >= self.keep_top_k and rank < self._held[0][:2]:
+                self._reject(end, ["top_k"])  # lower than every held episode (or tied and later)
+                continue
+            item = (*rank, end, episodes.block([j]))  # held: take its rows now (the recorder frees them)
+            with self._lock:
+                out = heapq.heappush(self._held, item) if len(self._held) < self.keep_top_k \
+                    else heapq.heappushpop(self._held, item)
+            if out is not None:
+                self._reject(out[2], ["top_k"])
+
     def _reject(self, end: EpisodeEnd, reasons: list[str]) -> None:
-        self.rejection_reasons.update(reasons)
-        self.rejected_lengths.append(end.length)
-        self.rejected_returns.append(end.ret)
+        with self._lock:
+            self.rejection_reasons.update(reasons)
+            self.rejected_lengths.append(end.length)
+            self.rejected_returns.append(end.ret)
 
     def _write(self, end: EpisodeEnd, block: Block) -> None:
         nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
@@ -216,10 +279,14 @@ class TrajectoryCollector(BaseCollector):
         episode may fail several; ``top_k`` counts episodes pushed out of the top k),
         ``rejected_lengths``/``rejected_rewards``, ``total_seen`` and ``acceptance_rate``.
         """
-        lengths = list(self.episode_lengths) + [h[2].length for h in self._held]
-        returns = list(self.episode_returns) + [h[2].ret for h in self._held]
-        flags = list(self.episode_flags) + [h[2].flags for h in self._held]
-        rejected = len(self.rejected_lengths)
+        with self._lock:
+            held = list(self._held)
+            lengths = list(self.episode_lengths) + [h[2].length for h in held]
+            returns = list(self.episode_returns) + [h[2].ret for h in held]
+            flags = list(self.episode_flags) + [h[2].flags for h in held]
+            rejected_lengths, rejected_returns = list(self.rejected_lengths), list(self.rejected_returns)
+            reasons = dict(self.rejection_reasons)
+        rejected = len(rejected_lengths)
         seen = len(lengths) + rejected
         return {
             "total_trajectories": len(lengths),
@@ -228,12 +295,12 @@ class TrajectoryCollector(BaseCollector):
             "completion_types": {"done": sum(1 for f in flags if f & _TERM),
                                  "truncated": sum(1 for f in flags if not f & _TERM)},
             "rejected_trajectories": rejected,
-            "rejection_reasons": dict(self.rejection_reasons),
-            "rejected_lengths": _describe(self.rejected_lengths),
-            "rejected_rewards": _describe(self.rejected_returns),
+            "rejection_reasons": reasons,
+            "rejected_lengths": _describe(rejected_lengths),
+            "rejected_rewards": _describe(rejected_returns),
             "total_seen": seen,
             "acceptance_rate": len(lengths) / seen if seen else 0.0,
-            "held_top_k": len(self._held),
+            "held_top_k": len(held),
             "open_episode_steps": self._cur_len() if self.collecting and self._ep_open else 0,
         }
 

@@ -37,11 +37,20 @@ _CHUNK_BYTES = 1 << 20
 _SEG_COLS = 5
 
 
+#: With ``compression="auto"``, columns whose rows are at least this large are LZF-compressed; smaller
+#: ones (low-dimensional states, actions, rewards, flags) are stored raw: LZF saves ~10% there
+#: (CartPole) but its CPU competes with the env on small machines. Images shrink 10-60x.
+AUTO_MIN_ROW_BYTES = 1024
+
+
 def compression_kwargs(compression: Any) -> dict[str, Any]:
-    """Translate a user compression setting into h5py ``create_dataset`` keyword arguments."""
+    """Translate a user compression setting into h5py ``create_dataset`` keyword arguments.
+
+    ``"auto"`` maps to LZF here; :class:`ShardWriter` applies it only to large rows.
+    """
     if compression is None or compression is False or compression == "none":
         return {}
-    if compression == "lzf":
+    if compression in ("lzf", "auto"):
         return {"compression": "lzf"}
     if compression == "gzip":
         return {"compression": "gzip", "compression_opts": 4}
@@ -51,7 +60,7 @@ def compression_kwargs(compression: Any) -> dict[str, Any]:
             raise ValueError(f"gzip level must be 0..9, got {level}")
         return {"compression": "gzip", "compression_opts": level}
     raise ValueError(
-        f"compression={compression!r} is not supported: use None, 'lzf', 'gzip' or ('gzip', level)"
+        f"compression={compression!r} is not supported: use 'auto', None, 'lzf', 'gzip' or ('gzip', level)"
     )
 
 
@@ -65,6 +74,7 @@ class ShardWriter:
     def __init__(self, path: Path, compression: Any = None, *, attrs: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._ckw = compression_kwargs(compression)
+        self._auto = compression == "auto"
         # A small chunk cache: big caches make h5py's chunked writes several times slower (measured).
         self.file = h5py.File(self.path, "w", rdcc_nbytes=2 * _CHUNK_BYTES, rdcc_nslots=521)
         for k, v in (attrs or {}).items():
@@ -89,7 +99,8 @@ class ShardWriter:
             row_shape, dtype = arr.shape[1:], arr.dtype
             row_bytes = max(1, int(np.prod(row_shape, dtype=np.int64)) * (16 if dtype.kind == 'O' else dtype.itemsize))
             chunk_rows = int(max(1, min(_CHUNK_BYTES // row_bytes, 1 << 16, max(64, 1 << int(need).bit_length()))))
-            kw = dict(self._ckw) if row_bytes * chunk_rows >= 256 and dtype.kind != 'O' else {}
+            big_enough = row_bytes >= AUTO_MIN_ROW_BYTES if self._auto else row_bytes * chunk_rows >= 256
+            kw = dict(self._ckw) if big_enough and dtype.kind != "O" else {}
             ds = self.file.create_dataset(
                 full, shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=_h5_dtype(dtype),
                 chunks=(chunk_rows, *row_shape), **kw,

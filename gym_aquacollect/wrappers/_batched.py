@@ -9,6 +9,15 @@ Contents:
       :class:`~gym_aquacollect.storage.writer.Block` for the core writer.
     * Autoreset modes ``"next_step"``, ``"same_step"`` and ``"disabled"`` (Gymnasium's three), with the
       rules of ``shared/reference/gymnasium.md`` §3.2.
+    * :class:`BatchedPut` / :func:`check_batch_column` - per-step validation of batched values against the
+      single spaces by identity comparisons (shape, dtype, Dict key sets); a mismatch raises
+      :class:`~gym_aquacollect.spaces.SpaceMismatchError` and :meth:`BatchedRecorder.invalidate` stores the
+      open episodes as they were (``interrupted: "invalid_step"``); recording resumes at the next reset.
+    * :func:`batched_mode` / :class:`FinishedEpisodes` - how a collector is fed (its ``batched_mode``):
+      ``"stream"`` (rows straight to disk), ``"episodes"`` (each sub-env episode held in the writer thread
+      until it ends, then the collector's ``_on_finished_episodes`` keeps/holds/drops it:
+      TrajectoryCollector, schedules) or ``"transitions"`` (rows to disk plus ``_on_transitions`` with
+      ``(obs, action, reward, next_obs, flags)`` of each chunk: BufferCollector's replay ring).
 
 The user's thread never loops over sub-envs: it copies each batched field once per step. Episode
 boundaries, info splitting (``_key`` masks) and final observations are resolved in the writer thread,
@@ -28,10 +37,11 @@ import numpy as np
 from loguru import logger
 
 from ..collectors.columns import to_storable
-from ..spaces import SpaceCodec
+from ..spaces import SpaceCodec, SpaceMismatchError
 from ..storage.writer import Block, DatasetWriter
 
-__all__ = ["Chunk", "BatchedRecorder", "NEXT_STEP", "SAME_STEP", "DISABLED", "split_batched_info", "teacher_columns"]
+__all__ = ["Chunk", "BatchedRecorder", "BatchedPut", "FinishedEpisodes", "NEXT_STEP", "SAME_STEP", "DISABLED",
+           "split_batched_info", "teacher_columns", "batched_mode"]
 
 NEXT_STEP, SAME_STEP, DISABLED = "next_step", "same_step", "disabled"
 _TERM, _TRUNC = 1, 2
@@ -76,6 +86,342 @@ def split_batched_info(infos: dict[str, Any], n: int, skip: Sequence[str] = ("fi
             continue  # not a per-sub-env value
         out[name] = (arr, mask)
     return out
+
+
+def _dtype_ok(src: np.dtype, dst: np.dtype, cast: bool) -> bool:
+    """Whether a batched leaf of dtype ``src`` may be stored in a column of dtype ``dst``.
+
+    Equal dtypes always; with ``dtype_policy="cast"`` also numeric values that cast without changing
+    kind for the worse (float64 -> float32, int32 -> int64, int/bool -> float). Never object, str or
+    complex values into a numeric column, and never float -> int (that would truncate silently)."""
+    if src == dst:
+        return True
+    if dst.kind == "O":
+        return src.kind in "OU"
+    if not cast or src.kind not in "biuf" or dst.kind not in "biuf":
+        return False
+    return bool(np.can_cast(src, dst, "same_kind")) or (src.kind in "biu" and dst.kind in "iuf")
+
+
+class BatchedPut:
+    """Validating writer of one batched value (all N sub-envs) into row ``k`` of its leaf buffers.
+
+    Per step it does identity comparisons only (``type``, ``shape``, ``dtype`` of each leaf, the key set
+    of each Dict level): no loop over sub-envs. Anything that is not exactly the expected array goes
+    through :meth:`check`, which accepts what NumPy may store without changing meaning (lists, allowed
+    casts, see :func:`_dtype_ok`) and raises :class:`~gym_aquacollect.spaces.SpaceMismatchError` naming
+    the key, the expected and the actual shape/dtype otherwise, so a batch that NumPy could broadcast
+    (``(1, D)`` or ``(D,)`` for ``(N, D)``) is never stored.
+
+    Example:
+        >>> from gymnasium import spaces
+        >>> put = BatchedPut(SpaceCodec(spaces.Box(0, 1, (3,)), "observation"), 4, "observation")
+        >>> bufs = [np.zeros((2, 4, 3), np.float32)]
+        >>> put(bufs, 0, np.ones((4, 3), np.float32))
+        >>> put(bufs, 1, np.ones((1, 3), np.float32))
+        Traceback (most recent call last):
+        ...
+        gym_aquacollect.spaces.SpaceMismatchError: batched observation: expected shape (4, 3) dtype float32 (the single observation space batched over 4 sub-envs), got shape (1, 3) dtype float32. Check the env's single_observation_space and num_envs.
+    """
+
+    def __init__(self, codec: SpaceCodec, n: int, label: str, cast: bool = False) -> None:
+        self.n, self.label, self.cast = int(n), label, bool(cast)
+        self.leaves = [(leaf.path, (self.n, *leaf.shape), leaf.dtype, leaf.name) for leaf in codec.leaves]
+        self.simple = codec.simple
+        self.shape0, self.dtype0 = self.leaves[0][1], self.leaves[0][2]
+        self.structs: list[tuple[tuple[str, ...], Any]] = []  # (path, frozenset of keys | tuple length)
+        self._walk(codec.space, ())
+
+    def _walk(self, space: Any, path: tuple[str, ...]) -> None:
+        from gymnasium import spaces
+
+        if isinstance(space, spaces.Dict):
+            self.structs.append((path, frozenset(space.spaces)))
+            for k, sub in space.spaces.items():
+                self._walk(sub, path + (k,))
+        elif isinstance(space, spaces.Tuple):
+            self.structs.append((path, len(space.spaces)))
+            for j, sub in enumerate(space.spaces):
+                self._walk(sub, path + (f"_index_{j}",))
+
+    def _where(self, path: tuple[str, ...]) -> str:
+        name = "/".join(p[7:] if p.startswith("_index_") else p for p in path)
+        return f"batched {self.label}[{name!r}]" if path else f"batched {self.label}"
+
+    def check_structure(self, value: Any) -> None:
+        """Raise unless every Dict level has exactly the space's keys (and Tuples their length)."""
+        for path, want in self.structs:
+            try:
+                node = _leaf_get(value, path)
+            except (KeyError, IndexError, TypeError):
+                raise SpaceMismatchError(f"{self._where(path)}: missing (expected by the space)") from None
+            if isinstance(want, frozenset):
+                if not hasattr(node, "keys") or len(node) != len(want) or not want.issuperset(node.keys()):
+                    got = set(node.keys()) if hasattr(node, "keys") else None
+                    if got is None:
+                        raise SpaceMismatchError(f"{self._where(path)}: expected a dict with keys {sorted(want)}, "
+                                                 f"got {type(node).__name__}")
+                    raise SpaceMismatchError(
+                        f"{self._where(path)}: key set does not match the Dict space: missing "
+                        f"{sorted(want - got)}, unexpected {sorted(got - want, key=str)}")
+            elif not isinstance(node, (tuple, list)) or len(node) != want:
+                raise SpaceMismatchError(f"{self._where(path)}: expected a tuple of {want} elements, got "
+                                         f"{type(node).__name__} of length {len(node) if hasattr(node, '__len__') else '?'}")
+
+    def check(self, v: Any, shape: tuple[int, ...], dtype: np.dtype, path: tuple[str, ...]) -> np.ndarray:
+        """``v`` as an array of exactly ``shape`` and a dtype allowed for ``dtype``, or a clear error."""
+        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
+        if arr.shape != shape or not _dtype_ok(arr.dtype, dtype, self.cast):
+            hint = "" if arr.shape != shape or self.cast or arr.dtype.kind not in "biuf" else \
+                " (dtype_policy='cast' would cast it)"
+            raise SpaceMismatchError(
+                f"{self._where(path)}: expected shape {shape} dtype {dtype} (the single {self.label} space "
+                f"batched over {self.n} sub-envs), got shape {arr.shape} dtype {arr.dtype}{hint}. Check the "
+                f"env's single_{self.label}_space and num_envs."
+            )
+        return arr
+
+    def __call__(self, bufs: list[np.ndarray], k: int, value: Any) -> None:
+        if self.simple:
+            if type(value) is not np.ndarray or value.shape != self.shape0 or value.dtype is not self.dtype0:
+                value = self.check(value, self.shape0, self.dtype0, ())
+            bufs[0][k] = value
+            return
+        self.check_structure(value)
+        for buf, (path, shape, dt, _) in zip(bufs, self.leaves):
+            v = _leaf_get(value, path)
+            if type(v) is not np.ndarray or v.shape != shape or v.dtype is not dt:
+                v = self.check(v, shape, dt, path)
+            buf[k] = v
+
+    def check_single(self, value: Any, where: str) -> None:
+        """Validate one *unbatched* value (a SAME_STEP final observation) without storing it."""
+        for path, shape, dt, _ in self.leaves:
+            try:
+                v = _leaf_get(value, path) if path else value
+            except (KeyError, IndexError, TypeError):
+                raise SpaceMismatchError(f"{where}[{'/'.join(path)!r}]: missing (expected by the space)") from None
+            if type(v) is np.ndarray and v.shape == shape[1:] and v.dtype is dt:
+                continue
+            arr = np.asarray(v)
+            if arr.shape != shape[1:] or not _dtype_ok(arr.dtype, dt, self.cast):
+                name = "/".join(path)
+                raise SpaceMismatchError(
+                    f"{where}{f'[{name!r}]' if name else ''}: expected shape {shape[1:]} dtype {dt} (the single "
+                    f"{self.label} space), got shape {arr.shape} dtype {arr.dtype}")
+
+
+def check_batch_column(v: Any, n: int, name: str, kinds: str) -> None:
+    """Rewards / terminations / truncations: exactly ``(n,)`` of a numeric kind (no silent broadcast)."""
+    if type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind in kinds:
+        return
+    arr = np.asarray(v)
+    if arr.shape != (n,) or arr.dtype.kind not in kinds:
+        raise SpaceMismatchError(
+            f"batched {name}: expected shape ({n},) (one per sub-env) of kind {kinds!r}, got shape {arr.shape} "
+            f"dtype {arr.dtype}. A vector env returns one {name[:-1] if name.endswith('s') else name} per sub-env."
+        )
+
+
+def batched_mode(collector: Any) -> str:
+    """How a batched recorder feeds ``collector``: ``"stream"``, ``"episodes"`` or ``"transitions"``.
+
+    Raises ``TypeError`` (at wrapper construction) for a collector whose behaviour batched recording
+    would silently skip: step callbacks, or a subclass that overrides the single-env hooks
+    (``_on_block``, ``_on_episode_end``, ``record_step``, ...) without declaring ``batched_mode``.
+    """
+    from ..collectors.base import BaseCollector
+
+    name = type(collector).__name__
+    if getattr(collector, "step_callbacks", None):
+        raise TypeError(
+            f"{name}(step_callbacks=...) cannot be used with CollectingVectorWrapper / Isaac Lab / multi-agent "
+            "recording: steps are copied batched, not one sub-env step at a time. Use episode_callbacks, "
+            "store per-step values with teacher=..., or record each env with CollectingWrapper."
+        )
+    owner = next(k for k in type(collector).__mro__ if "batched_mode" in vars(k))
+    if owner is BaseCollector:
+        hooks = ("_on_block", "_on_episode_end", "record_step", "begin_episode", "_finish_episode", "_handoff")
+        for klass in type(collector).__mro__:
+            if klass is BaseCollector:
+                break
+            over = [h for h in hooks if h in vars(klass)]
+            if over:
+                raise TypeError(
+                    f"{name} overrides {over}, which batched recording (CollectingVectorWrapper, Isaac Lab, "
+                    "multi-agent) does not call: it would record every step regardless. Set the class attribute "
+                    "batched_mode ('stream', 'episodes' with _on_finished_episodes, or 'transitions' with "
+                    "_on_transitions) to say how it handles vector envs, or record each env with CollectingWrapper."
+                )
+    mode = collector.batched_mode
+    if mode == "stream" and getattr(collector, "schedule", None) is not None:
+        return "episodes"  # the default _on_finished_episodes applies the schedule
+    if mode not in ("stream", "episodes", "transitions"):
+        raise ValueError(f"{name}.batched_mode must be 'stream', 'episodes' or 'transitions', got {mode!r}")
+    return mode
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` without a Python loop."""
+    counts = np.asarray(counts, np.int64)
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    offs = np.cumsum(counts) - counts
+    return np.repeat(np.asarray(starts, np.int64) - offs, counts) + np.arange(total, dtype=np.int64)
+
+
+def _concat_cols(parts: list[dict[str, np.ndarray]], counts: list[int]) -> dict[str, np.ndarray]:
+    """Concatenate column dicts; a column missing from a part (an info key seen later) is zeros / ""."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(k for p in parts for k in p):
+        ref = next(p[name] for p in parts if name in p)
+        cols = []
+        for p, cnt in zip(parts, counts):
+            a = p.get(name)
+            if a is None:
+                a = np.zeros((cnt, *ref.shape[1:]), dtype=ref.dtype) if ref.dtype != _OBJ \
+                    else np.full((cnt, *ref.shape[1:]), "", _OBJ)
+            cols.append(a)
+        out[name] = np.concatenate(cols)
+    return out
+
+
+class FinishedEpisodes:
+    """Sub-env episodes that just finished, handed to a collector in the writer thread.
+
+    Columns (one entry per episode, in the order they finished): ``keys``, ``env_index``, ``lengths``,
+    ``returns``, ``flags`` (bit 0 terminated, bit 1 truncated) and ``meta`` (JSON strings). The rows are
+    only gathered when asked for, with :meth:`block` (to write or hold) or :meth:`trajectories` (the dict
+    a :class:`~gym_aquacollect.collectors.filters.TrajectoryFilter` predicate takes).
+    """
+
+    def __init__(self, hold: _EpisodeHold, ends: tuple, envs: np.ndarray) -> None:
+        self._hold = hold
+        self.keys, self.lengths, self.returns, self.flags, self.meta = ends
+        self.env_index = envs
+        self.collector = hold.collector
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def block(self, sel: Any = None) -> Block:
+        """One :class:`Block` with the rows of episodes ``sel`` (bool mask / indices; None: all), each
+        episode's rows contiguous (one piece each), and their ends as ``end_cols``."""
+        idx = np.arange(len(self.keys)) if sel is None else np.asarray(sel)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return self._hold.gather(self.keys[idx], tuple(c[idx] for c in (self.keys, self.lengths, self.returns,
+                                                                       self.flags, self.meta)))
+
+    def trajectories(self, block: Block) -> list[dict[str, Any]]:
+        """Per-episode dicts (observations T+1 rows, actions, rewards, flags, length, return, metadata)
+        of a block made by :meth:`block`."""
+        col = self.collector
+        obs_names = ["observations" + ("/" + s if s else "") for s in col._obs_codec.names]
+        act_names = ["actions" + ("/" + s if s else "") for s in col._act_codec.names]
+        out = []
+        _, lengths, rets, _, metas = block.end_cols
+        for j, (_key, o0, on, s0, sn) in enumerate(block.pieces.tolist()):
+            out.append({
+                "observations": col._obs_codec.read([block.obs[n][o0:o0 + on] for n in obs_names]),
+                "actions": col._act_codec.read([block.step[n][s0:s0 + sn] for n in act_names]),
+                "rewards": block.step["rewards"][s0:s0 + sn],
+                "terminations": block.step["terminations"][s0:s0 + sn],
+                "truncations": block.step["truncations"][s0:s0 + sn],
+                "length": int(lengths[j]), "return": float(rets[j]), "metadata": json.loads(metas[j]),
+            })
+        return out
+
+
+class _EpisodeHold:
+    """Writer-thread store of the rows of open sub-env episodes (``batched_mode == "episodes"``).
+
+    Chunk blocks are kept whole (no per-episode copy); when episodes end their rows are gathered from
+    the held blocks in one vectorized take per column, and the collector decides what to keep. A block
+    goes once none of its pieces belongs to an undecided episode; a block mostly made of decided rows is
+    compacted so that one long episode does not pin every chunk it overlaps."""
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+        self.blocks: list[Block] = []
+        self.alive: list[np.ndarray] = []  # per held block, per piece: episode still undecided
+        self.decided: set[int] = set()
+
+    def add(self, block: Block, envs: np.ndarray | None, writer: DatasetWriter) -> None:
+        if len(block.pieces):
+            self.blocks.append(block)
+            self.alive.append(np.ones(len(block.pieces), bool))
+        if block.end_cols is not None and len(block.end_cols[0]):
+            eps = FinishedEpisodes(self, block.end_cols, envs)
+            self.collector._on_finished_episodes(eps, writer)
+            self.discard(block.end_cols[0])
+
+    def discard(self, keys: np.ndarray) -> None:
+        """Episodes decided (or dropped: zero-step episodes): release their rows."""
+        if not len(keys):
+            return
+        keys = np.asarray(keys, np.int64)
+        blocks, alive = [], []
+        for b, a in zip(self.blocks, self.alive):
+            a = a & ~np.isin(b.pieces[:, 0], keys)
+            if not a.any():
+                continue
+            live_rows = int(b.pieces[a, 2].sum())
+            if live_rows * 2 < b.n_obs and b.n_obs > 256:
+                b = self._subset(b, np.flatnonzero(a))
+                a = np.ones(len(b.pieces), bool)
+            blocks.append(b)
+            alive.append(a)
+        self.blocks, self.alive = blocks, alive
+
+    @staticmethod
+    def _subset(b: Block, sel: np.ndarray) -> Block:
+        P = b.pieces[sel]
+        oi, si = _ranges(P[:, 1], P[:, 2]), _ranges(P[:, 3], P[:, 4])
+        pieces = P.copy()
+        pieces[:, 1] = np.cumsum(P[:, 2]) - P[:, 2]
+        pieces[:, 3] = np.cumsum(P[:, 4]) - P[:, 4]
+        return Block({k: v[oi] for k, v in b.obs.items()}, {k: v[si] for k, v in b.step.items()},
+                     len(oi), len(si), pieces, [])
+
+    def gather(self, keys: np.ndarray, end_cols: tuple) -> Block:
+        keys = np.asarray(keys, np.int64)
+        order = np.argsort(keys, kind="stable")
+        parts: list[Block] = []
+        pos: list[np.ndarray] = []
+        for b in self.blocks:
+            m = np.isin(b.pieces[:, 0], keys)
+            if m.any():
+                sub = self._subset(b, np.flatnonzero(m))
+                parts.append(sub)
+                pos.append(order[np.searchsorted(keys[order], sub.pieces[:, 0])])
+        if not parts:
+            return Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=end_cols)
+        obs = _concat_cols([p.obs for p in parts], [p.n_obs for p in parts])
+        step = _concat_cols([p.step for p in parts], [p.n_step for p in parts])
+        P = np.concatenate([p.pieces for p in parts])
+        o_off = np.cumsum([0] + [p.n_obs for p in parts])[:-1]
+        s_off = np.cumsum([0] + [p.n_step for p in parts])[:-1]
+        P[:, 1] += np.repeat(o_off, [len(p.pieces) for p in parts])
+        P[:, 3] += np.repeat(s_off, [len(p.pieces) for p in parts])
+        ep = np.concatenate(pos)
+        perm = np.argsort(ep, kind="stable")  # episode-major (finish order), then time (block order)
+        P, ep = P[perm], ep[perm]
+        oi, si = _ranges(P[:, 1], P[:, 2]), _ranges(P[:, 3], P[:, 4])
+        obs = {k: v[oi] for k, v in obs.items()}
+        step = {k: v[si] for k, v in step.items()}
+        n_obs = np.bincount(ep, weights=P[:, 2], minlength=len(keys)).astype(np.int64)
+        n_step = np.bincount(ep, weights=P[:, 4], minlength=len(keys)).astype(np.int64)
+        pieces = np.zeros((len(keys), 5), np.int64)
+        pieces[:, 0] = keys
+        pieces[:, 1] = np.cumsum(n_obs) - n_obs
+        pieces[:, 2] = n_obs
+        pieces[:, 3] = np.cumsum(n_step) - n_step
+        pieces[:, 4] = n_step
+        return Block(obs, step, len(oi), len(si), pieces, [], end_cols=end_cols)
 
 
 @dataclass
@@ -155,6 +501,16 @@ class BatchedRecorder:
         self.dropped_steps = 0
         self._warned: set[str] = set()
         self.closed = False
+        # how the collector is fed (see batched_mode): episodes held until they end, or transitions
+        self.feed = batched_mode(collector)
+        self._hold = _EpisodeHold(collector) if self.feed == "episodes" else None
+        self._carry: list[np.ndarray] | None = None  # per sub-env last obs row ("transitions")
+        if self.feed == "transitions":
+            collector._start_transitions(n)
+        cast = getattr(collector, "dtype_policy", "strict") == "cast"
+        self.put_obs = BatchedPut(obs_codec, n, "observation", cast)
+        self.put_act = BatchedPut(act_codec, n, "action", cast)
+        self.put_ext = BatchedPut(act_codec, n, "teacher action", cast) if self.ext_specs else None
 
     # ================================================================ user thread
     def _new_chunk(self) -> Chunk:
@@ -185,20 +541,14 @@ class BatchedRecorder:
             self.chunk = self._new_chunk()
         return self.chunk
 
-    def put_leaves(self, bufs: list[np.ndarray], k: int, value: Any, codec: SpaceCodec, label: str) -> None:
-        """Copy one batched value into row ``k`` of each leaf buffer (one copy per leaf)."""
-        try:
-            if codec.simple:
-                bufs[0][k] = value
-            else:
-                for buf, leaf in zip(bufs, codec.leaves):
-                    buf[k] = _leaf_get(value, leaf.path)
-        except (ValueError, TypeError, KeyError, IndexError) as e:
-            exp = [f"{leaf.name or label}: {(self.n, *leaf.shape)} {leaf.dtype}" for leaf in codec.leaves]
-            raise ValueError(
-                f"gym_aquacollect: batched {label} does not fit the single {label} space batched over "
-                f"{self.n} sub-envs (expected {exp}): {e}. Check the env's single_{label}_space."
-            ) from None
+    def invalidate(self, error: BaseException) -> None:
+        """A step's value did not match its space: the step is not recorded, every open episode is
+        stored as it was (truncated, ``interrupted: "invalid_step"``) and nothing more is recorded until
+        the next explicit ``reset()``, so the dataset never holds a gap inside an episode."""
+        logger.error("gym_aquacollect: {}; open episodes are stored as truncated (interrupted: invalid_step) "
+                     "and steps are not recorded until the next reset()", error)
+        self.submit()
+        self.writer.submit(lambda w: self._close_all(w, "invalid_step"))
 
     def submit(self) -> None:
         """Hand the current chunk to the writer thread (if it holds anything)."""
@@ -238,6 +588,8 @@ class BatchedRecorder:
         self.closed = True
         self.submit()
         self.writer.submit(self._close_all)
+        if self.feed != "stream":  # the collector's decisions (top-k, ring) must be complete before it finalizes
+            self.writer.flush()
 
     # ================================================================ writer thread
     # Layout of one chunk's observation rows: a boolean matrix M (N, K+1, 2) marks which rows exist;
@@ -299,6 +651,7 @@ class BatchedRecorder:
     def _split(self, c: Chunk, writer: DatasetWriter) -> None:
         n, K = self.n, c.k
         end_parts: list[tuple] = []
+        end_envs: list[np.ndarray] = []
         pre = np.zeros(n, bool)
         reset_meta: dict[str, Any] | None = None
         if c.reset is not None:
@@ -307,8 +660,12 @@ class BatchedRecorder:
             if len(hit):  # interrupted by an explicit reset: stored truncated
                 end_parts.append(self._ends(hit, self.key[hit], self.length[hit], self.ret[hit],
                                             np.full(len(hit), _TRUNC, np.uint8), interrupted="reset"))
-            for key in self.key[pre & self.open & (self.length == 0)].tolist():
+                end_envs.append(hit)
+            dead = self.key[pre & self.open & (self.length == 0)]
+            for key in dead.tolist():
                 self.key_meta.pop(key, None)  # a zero-step episode is not stored
+            if self._hold is not None:
+                self._hold.discard(dead)
             reset_meta = {"seeds": c.reset["seeds"], "options": _jsonable(c.reset["options"])}
         valid, starts, ends = self._masks(c, pre)
         M = np.zeros((n, K + 1, 2), bool)
@@ -395,6 +752,7 @@ class BatchedRecorder:
             d = d[np.lexsort((run_env[d], run_k[d]))]
             flags = np.where(te[last[d]], _TERM, 0) | np.where(tr[last[d]], _TRUNC, 0)
             end_parts.append(self._ends(run_env[d], run_key[d], run_len[d], run_ret[d], flags, missing_keys))
+            end_envs.append(run_env[d])
         # -- per sub-env state after the chunk
         if R:
             lst = np.r_[env[1:] != env[:-1], True]
@@ -414,7 +772,40 @@ class BatchedRecorder:
                 self.pending = ends[K - 1].copy()
         elif self.mode == DISABLED:
             self.open &= ~ends.any(axis=0)
-        writer.write_block(Block(obs, step, R, S, pieces, [], end_cols=_cat_ends(end_parts)))
+        if self.feed == "transitions" and R:
+            self._transitions(obs_cols, step, env, first, stepsel, s_env)
+        block = Block(obs, step, R, S, pieces, [], end_cols=_cat_ends(end_parts))
+        if self._hold is None:
+            writer.write_block(block)
+        else:
+            self._hold.add(block, _cat(end_envs, np.int64), writer)
+
+    def _transitions(self, obs_cols: list[np.ndarray], step: dict[str, np.ndarray], env: np.ndarray,
+                     first: np.ndarray, stepsel: np.ndarray, s_env: np.ndarray) -> None:
+        """Hand the chunk's transitions ``(obs, action, reward, next_obs, flags)`` to the collector.
+
+        A step row's observation is the row before it (same sub-env, so the same episode: every episode
+        starts with a row of its own); for the first row of a sub-env in the chunk it is that sub-env's
+        last row of an earlier chunk. ``next_obs`` is the step's own row, the final observation at a
+        SAME_STEP done step, so no pair crosses an episode boundary."""
+        if self._carry is None:
+            self._carry = [np.zeros((self.n, *c.shape[1:]), c.dtype) for c in obs_cols]
+        if len(stepsel):
+            carried = first[stepsel]
+            prev = np.maximum(stepsel - 1, 0)
+            before = []
+            for col, car in zip(obs_cols, self._carry):
+                b = col[prev]
+                if carried.any():
+                    b[carried] = car[s_env[carried]]
+                before.append(b)
+            after = [col[stepsel] for col in obs_cols]
+            acts = [step[name] for name in self.act_names]
+            self.collector._on_transitions(before, acts, step["rewards"], after, step["terminations"],
+                                           step["truncations"])
+        lst = np.r_[env[1:] != env[:-1], True]
+        for col, car in zip(obs_cols, self._carry):
+            car[env[lst]] = col[lst]
 
     def _end_meta(self, i: int, key: int, length: int, ret: float, flags: int, interrupted: str | None = None,
                   missing: bool = False) -> str:
@@ -451,9 +842,10 @@ class BatchedRecorder:
         for j in slow:
             metas[j] = self._end_meta(int(envs[j]), int(keys[j]), int(lengths[j]), float(rets[j]), int(flags[j]),
                                       interrupted, int(keys[j]) in missing)
-        col.episode_lengths.extend(lengths.tolist())
-        col.episode_returns.extend(rets.tolist())
-        col.episode_flags.extend(flags.tolist())
+        if self.feed != "episodes":  # otherwise the collector counts what it keeps
+            col.episode_lengths.extend(lengths.tolist())
+            col.episode_returns.extend(rets.tolist())
+            col.episode_flags.extend(flags.tolist())
         return keys.astype(np.int64), lengths.astype(np.int64), rets.astype(np.float64), flags, metas
 
     def _final_rows(self, c: Chunk, cols: list[np.ndarray], rows: np.ndarray, ks: np.ndarray, envs: np.ndarray,
@@ -541,13 +933,25 @@ class BatchedRecorder:
             emit(c.final_info[k], *pick(f))
         return cols
 
-    def _close_all(self, writer: DatasetWriter) -> None:
+    def _close_all(self, writer: DatasetWriter, why: str = "close") -> None:
         hit = np.nonzero(self.open & (self.length > 0))[0]
+        dead = self.key[self.open & (self.length == 0)]
+        ends = self._ends(hit, self.key[hit], self.length[hit], self.ret[hit], np.full(len(hit), _TRUNC, np.uint8),
+                          interrupted=why) if len(hit) else None
         self.open[:] = False
-        if len(hit):
-            ends = self._ends(hit, self.key[hit], self.length[hit], self.ret[hit], np.full(len(hit), _TRUNC, np.uint8),
-                              interrupted="close")
-            writer.write_block(Block({}, {}, 0, 0, [], [], end_cols=ends))
+        self.pending[:] = False
+        self.length[:] = 0
+        self.ret[:] = 0.0
+        for key in dead.tolist():
+            self.key_meta.pop(key, None)
+        if self._hold is not None:
+            self._hold.discard(dead)
+        if ends is not None:
+            block = Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=ends)
+            if self._hold is None:
+                writer.write_block(block)
+            else:
+                self._hold.add(block, hit, writer)
 
 
 def _cat_ends(parts: list[tuple]) -> tuple | None:

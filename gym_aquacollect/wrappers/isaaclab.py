@@ -31,11 +31,21 @@ import gymnasium as gym
 import numpy as np
 
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector
+from ..spaces import SpaceMismatchError
 from ..storage.writer import FlushPolicy
-from ._batched import SAME_STEP, BatchedRecorder, Chunk, _leaf_get, teacher_columns
+from ._batched import (
+    SAME_STEP,
+    BatchedPut,
+    BatchedRecorder,
+    Chunk,
+    _dtype_ok,
+    _leaf_get,
+    check_batch_column,
+    teacher_columns,
+)
 from .vector import _constructor_kwargs, _make_collector
 
-__all__ = ["CollectingIsaacLabWrapper", "TorchChunks"]
+__all__ = ["CollectingIsaacLabWrapper", "TorchChunks", "TorchPut"]
 
 
 class TorchChunks:
@@ -130,6 +140,92 @@ class TorchChunks:
         self.rec.submit()
 
 
+class TorchPut:
+    """Validating ``buf[k].copy_(leaf)`` of one batched torch value into its leaf buffers.
+
+    ``Tensor.copy_`` broadcasts and casts silently, so each leaf is checked first: per step only
+    identity comparisons (``shape``, ``dtype``, the key set of each Dict level); anything else goes
+    through :meth:`~gym_aquacollect.wrappers._batched.BatchedPut.check` rules and raises
+    :class:`~gym_aquacollect.spaces.SpaceMismatchError` naming the key, expected and actual shape/dtype.
+    NumPy values (e.g. from a teacher) are accepted and converted.
+
+    Example:
+        >>> import torch
+        >>> from gymnasium import spaces
+        >>> from gym_aquacollect.spaces import SpaceCodec
+        >>> put = TorchPut(SpaceCodec(spaces.Dict({"policy": spaces.Box(-1, 1, (3,))}), "observation"), 2,
+        ...                "observation")
+        >>> bufs = [torch.zeros(4, 2, 3)]
+        >>> put(bufs, 0, {"policy": torch.ones(2, 3)})
+        >>> put(bufs, 1, {"policy": torch.ones(3)})
+        Traceback (most recent call last):
+        ...
+        gym_aquacollect.spaces.SpaceMismatchError: batched observation['policy']: expected shape (2, 3) dtype float32 (the single observation space batched over 2 sub-envs), got shape (3,) dtype float32. Check the env's single_observation_space and num_envs.
+    """
+
+    def __init__(self, codec: Any, n: int, label: str, cast: bool = False) -> None:
+        import torch
+
+        self.torch = torch
+        self.np_put = BatchedPut(codec, n, label, cast)
+        self.leaves = [(path, torch.Size(shape), _torch_dtype(dt), dt) for path, shape, dt, _ in self.np_put.leaves]
+        self.structured = bool(self.np_put.structs)
+
+    def check_leaf(self, v: Any, shape: Any, tdt: Any, dt: np.dtype, path: tuple[str, ...]) -> Any:
+        torch = self.torch
+        if not isinstance(v, torch.Tensor):
+            v = torch.as_tensor(self.np_put.check(v, tuple(shape), dt, path))
+        src = _np_dtype(v.dtype)
+        if tuple(v.shape) != tuple(shape) or not _dtype_ok(src, dt, self.np_put.cast):
+            # the numpy checker phrases the error (it compares the same shape/dtype)
+            self.np_put.check(np.empty(tuple(v.shape), src), tuple(shape), dt, path)
+        return v
+
+    def check(self, value: Any) -> None:
+        """Validate without copying (e.g. a final observation)."""
+        if self.structured:
+            self.np_put.check_structure(value)
+        for path, shape, tdt, dt in self.leaves:
+            v = _leaf_get(value, path) if path else value
+            if type(v) is not self.torch.Tensor or v.shape != shape or v.dtype is not tdt:
+                self.check_leaf(v, shape, tdt, dt, path)
+
+    def __call__(self, bufs: list[Any], k: int, value: Any) -> None:
+        if self.structured:
+            self.np_put.check_structure(value)
+        for buf, (path, shape, tdt, dt) in zip(bufs, self.leaves):
+            v = _leaf_get(value, path) if path else value
+            if type(v) is not self.torch.Tensor or v.shape != shape or v.dtype is not tdt:
+                v = self.check_leaf(v, shape, tdt, dt, path)
+            buf[k].copy_(v, non_blocking=True)
+
+
+def _torch_dtype(dt: np.dtype) -> Any:
+    import torch
+
+    return torch.from_numpy(np.zeros(0, dt)).dtype if dt.kind != "O" else None
+
+
+def _np_dtype(tdt: Any) -> np.dtype:
+    import torch
+
+    try:
+        return torch.empty(0, dtype=tdt).numpy().dtype
+    except (TypeError, RuntimeError):  # bfloat16 & co.: no numpy twin; a float kind
+        return np.dtype(np.float32) if tdt.is_floating_point else np.dtype(object)
+
+
+def check_torch_column(v: Any, n: int, name: str, kinds: str) -> None:
+    """Rewards / terminated / truncated tensors: exactly ``(n,)`` of an allowed kind (no broadcast)."""
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        if tuple(v.shape) != (n,) or _np_dtype(v.dtype).kind not in kinds:
+            check_batch_column(np.empty(tuple(v.shape), _np_dtype(v.dtype)), n, name, kinds)
+    else:
+        check_batch_column(v, n, name, kinds)
+
+
 def _copy_leaves(bufs: list[Any], k: int, value: Any, paths: list[tuple[str, ...]]) -> None:
     """``buf[k].copy_(leaf)`` for each leaf of a (possibly dict) batched tensor value."""
     for buf, p in zip(bufs, paths):
@@ -207,6 +303,14 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._last_final: Any = None
         self._last_obs: Any = None
         self._closed_rec = False
+        cast = c.dtype_policy == "cast"
+        self._put_obs = TorchPut(c._obs_codec, self.num_envs, "observation", cast)
+        self._put_act = TorchPut(c._act_codec, self.num_envs, "action", cast)
+        self._put_ext = TorchPut(c._act_codec, self.num_envs, "teacher action", cast) if teacher is not None else None
+        import torch
+
+        self._n1 = torch.Size((self.num_envs,))
+        self._col_dtypes = (torch.bool,)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         out = self.env.reset(seed=seed, options=options)
@@ -233,27 +337,36 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         ch = self._chunks
         slot = ch.cur if ch.cur is not None else ch.slot()
         dev, c = slot["dev"], slot["chunk"]
-        k = c.k
-        for buf, p in zip(dev["obs"], self._obs_paths):
-            buf[k].copy_(_leaf_get(obs, p), non_blocking=True)
-        if len(dev["act"]) == 1 and not self._act_paths[0]:
-            dev["act"][0][k].copy_(action, non_blocking=True)
-        else:
-            for buf, p in zip(dev["act"], self._act_paths):
-                buf[k].copy_(_leaf_get(action, p), non_blocking=True)
+        k, n1 = c.k, self._n1
+        try:
+            self._put_obs(dev["obs"], k, obs)
+            self._put_act(dev["act"], k, action)
+            if teacher_action is not None:
+                self._put_ext(dev["ext"], k, teacher_action)
+            if getattr(rew, "shape", None) != n1 or not rew.is_floating_point():
+                check_torch_column(rew, self.num_envs, "rewards", "biuf")
+            if getattr(term, "shape", None) != n1 or term.dtype is not self._col_dtypes[0]:
+                check_torch_column(term, self.num_envs, "terminated", "biu")
+            if getattr(trunc, "shape", None) != n1 or trunc.dtype is not self._col_dtypes[0]:
+                check_torch_column(trunc, self.num_envs, "truncated", "biu")
+            fo = extras.get("final_obs") if dev["final"] is not None and isinstance(extras, dict) else None
+            fresh = fo is not None and fo is not self._last_final  # a new dict: the env reset some sub-envs
+            if fresh:
+                self._put_obs.check(fo)
+        except SpaceMismatchError as e:
+            ch.hand_over()
+            self._rec.invalidate(e)
+            raise
         if teacher_action is not None:
-            _copy_leaves(dev["ext"], k, teacher_action, self._act_paths)
             self._last_obs = obs
         dev["rew"][k].copy_(rew, non_blocking=True)
         dev["term"][k].copy_(term, non_blocking=True)
         dev["trunc"][k].copy_(trunc, non_blocking=True)
-        if dev["final"] is not None:
-            fo = extras.get("final_obs") if isinstance(extras, dict) else None
-            if fo is not None and fo is not self._last_final:  # a new dict: the env reset some sub-envs
-                self._last_final = fo
-                for buf, p in zip(dev["final"], self._obs_paths):
-                    buf[k].copy_(_leaf_get(fo, p), non_blocking=True)
-                c.final_ok[k] = True
+        if fresh:
+            self._last_final = fo
+            for buf, p in zip(dev["final"], self._obs_paths):
+                buf[k].copy_(_leaf_get(fo, p), non_blocking=True)
+            c.final_ok[k] = True
         c.k = k + 1
         if c.k == self._rec.K:
             ch.hand_over()

@@ -64,7 +64,8 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
             None: a fresh directory under ``./aquacollect-data`` (logged).
         collector: the sink (an :class:`~gym_aquacollect.collectors.RLCollector` by default); pass a
             :class:`~gym_aquacollect.collectors.TrajectoryCollector` to filter episodes, etc.
-        compression: None, "lzf" (default), "gzip" or ("gzip", level).
+        compression: "auto" (default: LZF for columns with rows of 1 KiB or more, such as images; none
+            for small rows), None, "lzf", "gzip" or ("gzip", level).
         record_infos: store info dicts.
         metadata: JSON-safe dict stored with the dataset.
         teacher: a callable ``teacher(observation) -> action`` evaluated on the observation each

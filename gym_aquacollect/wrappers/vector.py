@@ -27,8 +27,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from loguru import logger
 
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
+from ..spaces import SpaceMismatchError
 from ..storage.writer import FlushPolicy
-from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder, teacher_columns
+from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder, check_batch_column, teacher_columns
 from .single import make_default_collector
 
 __all__ = ["CollectingVectorWrapper", "resolve_autoreset_mode"]
@@ -179,6 +180,24 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         self._simple = c._obs_codec.simple and c._act_codec.simple
         self._last_obs: Any = None
         self._closed_rec = False
+        self._n1 = (env.num_envs,)
+        lo, la = c._obs_codec.leaves[0], c._act_codec.leaves[0]
+        self._oshape, self._odt = (env.num_envs, *lo.shape), lo.dtype
+        self._ashape, self._adt = (env.num_envs, *la.shape), la.dtype
+
+    def _check_final_obs(self, fo: Any, mask: Any) -> None:
+        """SAME_STEP ``infos["final_obs"]``: an object array of length N with the unbatched final
+        observation of each sub-env that finished (only those are looked at)."""
+        n = self.num_envs
+        if not isinstance(fo, np.ndarray) or fo.shape != (n,):
+            raise SpaceMismatchError(f"infos['final_obs']: expected an object array of shape ({n},), got "
+                                     f"{type(fo).__name__} {getattr(fo, 'shape', '')}")
+        idx = np.flatnonzero(np.asarray(mask, bool)) if mask is not None else \
+            np.flatnonzero(np.not_equal(fo, None))
+        put = self._rec.put_obs
+        for i in idx.tolist():
+            if fo[i] is not None:
+                put.check_single(fo[i], f"infos['final_obs'][{i}]")
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         """Reset (all sub-envs, or those in ``options["reset_mask"]``) and open their new episodes."""
@@ -203,18 +222,32 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         obs, rew, term, trunc, infos = out
         rec = self._rec
         c = rec.chunk if rec.chunk is not None else rec.current()
-        k = c.k
-        if self._simple:
-            try:
+        k, n = c.k, self.num_envs
+        try:
+            # validation is identity comparisons of type/shape/dtype; anything else takes the checked path
+            if self._simple and type(obs) is np.ndarray and obs.shape == self._oshape and obs.dtype is self._odt:
                 c.obs[0][k] = obs
+            else:
+                rec.put_obs(c.obs, k, obs)
+            if self._simple and type(actions) is np.ndarray and actions.shape == self._ashape \
+                    and actions.dtype is self._adt:
                 c.act[0][k] = actions
-            except (ValueError, TypeError) as e:  # the slow path names the field and the expected shapes
-                rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
-                rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
-                raise e
-        else:
-            rec.put_leaves(c.obs, k, obs, rec.obs_codec, "observation")
-            rec.put_leaves(c.act, k, actions, rec.act_codec, "action")
+            else:
+                rec.put_act(c.act, k, actions)
+            if type(rew) is not np.ndarray or rew.shape != self._n1 or rew.dtype.kind not in "biuf":
+                check_batch_column(rew, n, "rewards", "biuf")
+            if type(term) is not np.ndarray or term.shape != self._n1 or term.dtype.kind not in "biu":
+                check_batch_column(term, n, "terminations", "biu")
+            if type(trunc) is not np.ndarray or trunc.shape != self._n1 or trunc.dtype.kind not in "biu":
+                check_batch_column(trunc, n, "truncations", "biu")
+            fo = infos.get("final_obs") if self._same else None
+            if fo is not None:
+                self._check_final_obs(fo, infos.get("_final_obs"))
+            if teacher_action is not None:
+                rec.put_ext(c.ext, k, teacher_action)
+        except SpaceMismatchError as e:
+            rec.invalidate(e)
+            raise
         c.rew[k] = rew
         c.term[k] = term
         c.trunc[k] = trunc
@@ -223,9 +256,8 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
             if self._same:
                 c.final_info.append(infos.get("final_info"))
         if self._same:
-            c.final_obs.append(infos.get("final_obs"))
+            c.final_obs.append(fo)
         if teacher_action is not None:
-            rec.put_leaves(c.ext, k, teacher_action, rec.act_codec, "teacher action")
             self._last_obs = obs
         c.k = k = k + 1
         if k == rec.K or (not k & 63 and time.monotonic() - rec.last_handoff > rec.handoff_seconds):
