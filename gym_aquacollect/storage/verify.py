@@ -134,9 +134,10 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
         report.problems.append(Problem(METADATA_FILE, "metadata", f"missing: {root} is not a gym_aquacollect dataset "
                                        "(or its metadata file was deleted)"))
     except DatasetFormatError as e:
-        report.problems.append(Problem(METADATA_FILE, "metadata", _strip(e, root)))
+        report.problems.append(Problem(METADATA_FILE, "metadata", _strip(e, root, METADATA_FILE)))
 
     referenced: set[str] = set()
+    bad_writers: list[str] = []  # their shards are neither checked nor "unreferenced"
     mdir = root / MANIFEST_DIR
     for mpath in sorted(mdir.glob("*.json")) if mdir.is_dir() else []:
         report.manifests += 1
@@ -144,7 +145,8 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
         try:
             manifest = Manifest.load(mpath)
         except DatasetFormatError as e:
-            report.problems.append(Problem(rel_m, "manifest", _strip(e, root), mpath.stem))
+            report.problems.append(Problem(rel_m, "manifest", _strip(e, root, rel_m), mpath.stem))
+            bad_writers.append(mpath.stem)
             continue
         for rec in manifest.shards:
             referenced.add(rec.file)
@@ -172,7 +174,7 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
                 try:
                     reader = ShardReader(spath)
                 except DatasetFormatError as e:
-                    report.problems.append(Problem(rec.file, "unreadable", _strip(e, root), wid))
+                    report.problems.append(Problem(rec.file, "unreadable", _strip(e, root, rec.file), wid))
                     continue
                 try:
                     rows = (int(reader.file.attrs.get("n_obs_rows", -1)), int(reader.file.attrs.get("n_step_rows", -1)))
@@ -185,14 +187,14 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
     sdir = root / SHARD_DIR
     if sdir.is_dir():
         report.unreferenced = sorted(
-            f"{SHARD_DIR}/{p.name}" for p in sdir.iterdir() if f"{SHARD_DIR}/{p.name}" not in referenced
+            f"{SHARD_DIR}/{p.name}" for p in sdir.iterdir()
+            if f"{SHARD_DIR}/{p.name}" not in referenced and not any(p.name.startswith(w + "-") for w in bad_writers)
         )
     return report
 
 
-def _strip(e: BaseException, root: Path) -> str:
-    """An error message without the dataset path prefix (the report names the file relative to it)."""
-    msg = str(e)
-    for prefix in (str(root) + os.sep,):
-        msg = msg.replace(prefix, "")
-    return msg
+def _strip(e: BaseException, root: Path, rel: str) -> str:
+    """An error message without the dataset path and without the file's name up front (the report names
+    the file relative to the dataset)."""
+    msg = str(e).replace(str(root) + os.sep, "")
+    return msg[len(rel) + 2:] if msg.startswith(rel + ": ") else msg
