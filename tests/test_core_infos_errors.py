@@ -209,3 +209,22 @@ def test_step_after_done_without_reset_is_dropped(tmp_path):
         env.step(0)  # undefined in Gymnasium: not recorded
     ds = load_dataset(tmp_path / "ds")
     assert [len(e) for e in ds] == [2]
+
+
+@pytest.mark.parametrize("compression", [None, "auto"])
+def test_large_info_column_appearing_mid_shard(tmp_path, compression):
+    """A large-row column (written chunk by chunk) that starts late in a shard reads back with zeros and
+    a False mask before it appears."""
+
+    def info_fn(ep, t, done):
+        return {"cam": np.full((32, 32, 3), t + 10 * ep, np.uint8)} if t >= 3 else {}
+
+    inner = SpaceEnv(spaces.Box(-1, 1, (2,)), spaces.Discrete(2), lengths=(5, 40), truncate_every=0, info_fn=info_fn)
+    with CollectingWrapper(inner, tmp_path / "ds", compression=compression) as env:
+        run_episodes(env, 4)
+    ds = load_dataset(tmp_path / "ds")
+    for k, ep in enumerate(ds):
+        cam, mask = ep.infos["cam"], ep.infos["_cam"]
+        assert mask.tolist() == [t >= 3 for t in range(len(ep) + 1)]
+        for t in range(len(ep) + 1):
+            assert (cam[t] == (t + 10 * k if t >= 3 else 0)).all()

@@ -24,6 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,8 @@ class DatasetWriter:
         self._last_commit = time.monotonic()
         self.closed = False
         self.stats = {"committed_shards": 0, "bytes": 0, "steps": 0, "episodes": 0}
+        self._finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aquacollect-finish")
+        self._finishing: list[Future] = []
         self._thread = threading.Thread(target=self._run, name=f"aquacollect-writer-{self.writer_id[-6:]}",
                                         daemon=True)
         self._thread.start()
@@ -208,13 +211,20 @@ class DatasetWriter:
     # -- writer thread ---------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            if self._finishing:
+                try:
+                    item = self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    self._apply_finished(wait=False)
+                    continue
+            else:
+                item = self._queue.get()
             try:
                 if isinstance(item, tuple):
                     what, done = item
                     try:
                         if not self.failed:
-                            self._commit(final=(what == "close"))
+                            self._commit(final=(what == "close"), wait=True)
                     except BaseException as e:  # noqa: BLE001 - surfaced through check()
                         self._fail(e)
                     finally:
@@ -231,6 +241,8 @@ class DatasetWriter:
                 else:
                     item(self)
                 self._maybe_commit()
+                if self._finishing:
+                    self._apply_finished(wait=False)
             except BaseException as e:  # noqa: BLE001 - surfaced through check()
                 self._fail(e)
 
@@ -283,7 +295,7 @@ class DatasetWriter:
         if block.on_written is not None:
             block.on_written()
         if n_end and self.policy.on_episode_end:
-            self._commit()
+            self._commit(wait=True)
 
     def _ensure_room(self, block: Block) -> None:
         """Refuse (with a clear OSError) to write a block the disk or the file size limit cannot take.
@@ -333,14 +345,14 @@ class DatasetWriter:
         ):
             self._commit()
 
-    def _commit(self, final: bool = False) -> None:
+    def _commit(self, final: bool = False, wait: bool = False) -> None:
+        """Close the open shard and hand it to the finisher thread, which fsyncs it and computes its
+        CRC32 while this thread goes on writing; the shard joins the manifest once that is done.
+        ``wait`` (flush / close) returns only after every shard so far is in the manifest."""
         shard, self._shard = self._shard, None
         if shard is not None:
             try:
                 shard.close()
-                if self.policy.fsync:
-                    with open(shard.path, "rb+") as f:
-                        os.fsync(f.fileno())
             except BaseException:
                 # e.g. disk full / file size limit while finishing the shard: leave no half-written file
                 shard.abort()
@@ -349,21 +361,38 @@ class DatasetWriter:
                 except OSError:
                     pass
                 raise
-            size = shard.path.stat().st_size
-            rec = ShardRecord(
-                file=f"{SHARD_DIR}/{shard.path.name}", n_obs_rows=shard.rows["obs"], n_step_rows=shard.rows["step"],
-                n_segments=shard.n_segments, n_episodes_ended=shard.n_ended, size=size,
-                checksum=file_checksum(shard.path),
-            )
+            self._finishing.append(self._finisher.submit(self._finish_file, shard))
+        self._steps_since_commit = 0
+        self._last_commit = time.monotonic()
+        if wait or final:
+            self._apply_finished(wait=True, final=final)
+
+    def _finish_file(self, shard: ShardWriter) -> ShardRecord:
+        """(finisher thread) Make a closed shard durable and checksum it; both release the GIL."""
+        if self.policy.fsync:
+            with open(shard.path, "rb+") as f:
+                os.fsync(f.fileno())
+        return ShardRecord(
+            file=f"{SHARD_DIR}/{shard.path.name}", n_obs_rows=shard.rows["obs"], n_step_rows=shard.rows["step"],
+            n_segments=shard.n_segments, n_episodes_ended=shard.n_ended, size=shard.path.stat().st_size,
+            checksum=file_checksum(shard.path),
+        )
+
+    def _apply_finished(self, wait: bool, final: bool = False) -> None:
+        """List finished shards (in commit order) in the manifest and save it."""
+        added = False
+        while self._finishing and (wait or self._finishing[0].done()):
+            rec = self._finishing.pop(0).result()  # raises what the finisher raised
             self.manifest.shards.append(rec)
             self.stats["committed_shards"] += 1
-            self.stats["bytes"] += size
-        if shard is not None or final:
+            self.stats["bytes"] += rec.size
+            added = True
+        if added or final:
             self.manifest.closed = final
             self.manifest.info = {"steps": self.stats["steps"], "episodes": self.stats["episodes"]}
             self.manifest.save(self.path)
-        self._steps_since_commit = 0
-        self._last_commit = time.monotonic()
+        if final:
+            self._finisher.shutdown(wait=True)
 
 
 _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
