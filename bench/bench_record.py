@@ -202,11 +202,11 @@ def main() -> None:
         print("(minari not installed: pip install 'minari[hdf5,create]==0.5.4' pillow for the baseline)")
     q = 10 if args.quick else 1
     cart = lambda: gym.make("CartPole-v1")  # noqa: E731
-    run_table("CartPole-v1", cart, 200_000 // q, args.repeats, have_minari, [None, "lzf"], sample=False)
-    run_table("CartPole-v1", cart, 200_000 // q, args.repeats, False, ["lzf"], sample=True)
+    run_table("CartPole-v1", cart, 200_000 // q, args.repeats, have_minari, [None, "auto"], sample=False)
+    run_table("CartPole-v1", cart, 200_000 // q, args.repeats, False, ["auto"], sample=True)
     frame = lambda: FrameEnv()  # noqa: E731
     run_table("84x84x3 uint8 frames, near-free step", frame, 20_000 // q, args.repeats,
-              have_minari and not args.quick, [None, "lzf"], sample=False, bytes_per_step=84 * 84 * 3)
+              have_minari and not args.quick, [None, "auto", "lzf"], sample=False, bytes_per_step=84 * 84 * 3)
     nofsync = {"fsync": False}
 
     def rec_nofsync():
@@ -225,7 +225,7 @@ def main() -> None:
           f"gzip(1): {compression_ratio(frame, 5000 // q, ('gzip', 1)):.1f}x")
     if args.memory:
         print("\n## RSS while recording (MiB)\n| run | steps | RSS after start | RSS max | growth |\n|---|---|---|---|---|")
-        memory(cart, 1_000_000 // q, "lzf", "CartPole-v1, lzf")
+        memory(cart, 1_000_000 // q, "auto", "CartPole-v1, auto")
         memory(frame, 100_000 // q, None, "84x84x3 frames, uncompressed")
 
 

@@ -116,7 +116,10 @@ def _make_writer(leaf: Leaf, label: str, cast: bool) -> Callable[[np.ndarray, in
         lo, hi = int(space.start), int(space.start) + int(space.n)
 
         def put_discrete(col: np.ndarray, i: int, v: Any) -> None:
-            if type(v) is not int:
+            t = type(v)
+            if t is np.int64 or t is np.int32:  # what Discrete.sample() and most policies return
+                v = int(v)
+            elif t is not int:
                 if isinstance(v, (np.integer, np.ndarray)) and np.ndim(v) == 0 and np.asarray(v).dtype.kind in "iu":
                     v = int(v)
                 elif isinstance(v, np.ndarray) and v.size == 1 and v.dtype.kind in "iu" and cast:

@@ -12,7 +12,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def _python_blocks() -> list[str]:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    return [b for b in blocks if "import" in b]  # self-contained examples only
+    # self-contained examples only; the Ray block needs a cluster path and 10M steps (tests/test_distributed.py)
+    return [b for b in blocks if "import" in b and "collect_distributed" not in b]
 
 
 @pytest.mark.parametrize("index", range(len(_python_blocks())))
