@@ -237,7 +237,31 @@ def _copy_leaves(bufs: list[Any], k: int, value: Any, paths: list[tuple[str, ...
         buf[k].copy_(v, non_blocking=True)
 
 
-class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class TorchRecordingLifecycle:
+    """``flush`` / ``close`` / ``dataset_path`` of the wrappers that record through :class:`TorchChunks`."""
+
+    def flush(self) -> None:
+        """Make everything recorded so far durable before returning."""
+        self._chunks.hand_over()
+        self.collector.flush()
+
+    def close(self) -> None:
+        """Store open episodes (truncated), finalize the dataset, then close the env."""
+        try:
+            if not self._closed_rec:
+                self._closed_rec = True
+                self._chunks.hand_over()
+                self._rec.close()
+                self.collector.end_collection()
+        finally:
+            super().close()
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.collector.dataset_path
+
+
+class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Record every sub-env episode of an Isaac Lab task (or :class:`~gym_aquacollect.testing.FakeIsaacLabEnv`).
 
     Example:
@@ -371,21 +395,3 @@ class CollectingIsaacLabWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if c.k == self._rec.K:
             ch.hand_over()
         return out
-
-    def flush(self) -> None:
-        self._chunks.hand_over()
-        self.collector.flush()
-
-    def close(self) -> None:
-        try:
-            if not self._closed_rec:
-                self._closed_rec = True
-                self._chunks.hand_over()
-                self._rec.close()
-                self.collector.end_collection()
-        finally:
-            super().close()
-
-    @property
-    def dataset_path(self) -> Path:
-        return self.collector.dataset_path

@@ -44,7 +44,7 @@ from gymnasium import spaces
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector
 from ..storage.writer import FlushPolicy
 from ._batched import DISABLED, SAME_STEP, BatchedRecorder, _leaf_get, teacher_columns
-from .isaaclab import TorchChunks, _copy_leaves
+from .isaaclab import TorchChunks, TorchRecordingLifecycle, _copy_leaves
 from .vector import _constructor_kwargs, _make_collector
 
 __all__ = ["CollectingMultiAgentWrapper", "CollectingIsaacLabMARLWrapper", "agent_columns"]
@@ -265,7 +265,7 @@ def _is_isaac_marl(env: Any) -> bool:
     return hasattr(u, "possible_agents") and hasattr(u, "num_envs") and hasattr(u, "device")
 
 
-class CollectingIsaacLabMARLWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Record every sub-env episode of an Isaac Lab ``DirectMARLEnv`` (or
     :class:`~gym_aquacollect.testing.FakeIsaacLabMARLEnv`).
 
@@ -408,21 +408,3 @@ class CollectingIsaacLabMARLWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs
         if c.k == self._rec.K:
             ch.hand_over()
         return out
-
-    def flush(self) -> None:
-        self._chunks.hand_over()
-        self.collector.flush()
-
-    def close(self) -> None:
-        try:
-            if not self._closed_rec:
-                self._closed_rec = True
-                self._chunks.hand_over()
-                self._rec.close()
-                self.collector.end_collection()
-        finally:
-            super().close()
-
-    @property
-    def dataset_path(self) -> Path:
-        return self.collector.dataset_path
