@@ -102,30 +102,25 @@ def _check_episodes(ds: Any, rep: ValidationReport) -> None:
 
 
 def _validate_ours(path: Path, rep: ValidationReport) -> None:
+    """Files (metadata, manifests, shard sizes and CRC32s: :func:`~gym_aquacollect.storage.verify.
+    verify_dataset`), then every episode's structure."""
     from gym_aquacollect.dataset import Dataset
-    from gym_aquacollect.storage.manifest import file_checksum, read_dataset_dir
+    from gym_aquacollect.storage.manifest import read_dataset_dir
+    from gym_aquacollect.storage.verify import verify_dataset
 
     rep.kind = "gym_aquacollect"
-    _, manifests = read_dataset_dir(path)
-    for m in manifests:
-        for s in m.shards:
-            f = path / s.file
-            if not f.is_file():
-                rep.problems.append(f"{s.file}: listed in manifest {m.writer_id} but missing")
-                continue
-            if f.stat().st_size != s.size:
-                rep.problems.append(f"{s.file}: size {f.stat().st_size} differs from the manifest's {s.size}")
-            if s.checksum:
-                actual = file_checksum(f)
-                if actual != s.checksum:
-                    rep.problems.append(f"{s.file}: checksum {actual} differs from the manifest's {s.checksum}")
-                else:
-                    rep.checksums_verified += 1
+    files = verify_dataset(path)
+    rep.problems.extend(str(p) for p in files.problems)
+    rep.checksums_verified += files.shards_checked
+    if files.unreferenced:
+        rep.warnings.append(f"{len(files.unreferenced)} shard file(s) no manifest lists (unflushed tails of crashed "
+                            "or live writers): not part of the dataset")
+    if rep.problems:
+        return
+    for m in read_dataset_dir(path)[1]:
         if not m.closed:
             rep.warnings.append(f"writer {m.writer_id} did not close (crashed or still writing); "
                                 "episodes it had not committed are not included")
-    if rep.problems:
-        return
     _check_episodes(Dataset(path), rep)
 
 
