@@ -220,6 +220,8 @@ class BaseCollector(ExportMixin):
         self.episode_flags: list[int] = []
         self.skipped_episodes = 0
         self._configured = False
+        self._inflight = 0  # bytes of blocks handed over by _submit_bounded and not yet written
+        self._inflight_cv = threading.Condition()
 
     # -- configuration ---------------------------------------------------------------------------------
     @property
@@ -557,6 +559,25 @@ class BaseCollector(ExportMixin):
 
             block.on_written = release
         self._on_block(block)
+
+    def _submit_bounded(self, block: Block, cap: int) -> None:
+        """Submit a block of copied rows (not from the block pool), waiting while more than ``cap`` bytes
+        of such blocks are still unwritten (used by collectors that keep rows themselves)."""
+        nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
+        cv = self._inflight_cv
+        with cv:
+            while self._inflight > 0 and self._inflight + nbytes > cap:
+                cv.wait(0.5)
+                self._check_writer()
+            self._inflight += nbytes
+
+        def written() -> None:
+            with cv:
+                self._inflight -= nbytes
+                cv.notify_all()
+
+        block.on_written = written
+        self.writer.submit(block)
 
     def _on_block(self, block: Block) -> None:
         """Where a block goes (default: the writer thread). Subclasses may keep blocks instead."""

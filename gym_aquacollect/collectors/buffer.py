@@ -246,8 +246,6 @@ class BufferCollector(BaseCollector):
         self._end_at: dict[int, EpisodeEnd] = {}
         self._orphan_ends: list[EpisodeEnd] = []
         self._dropped_keys: set[int] = set()
-        self._inflight = 0
-        self._inflight_cv = threading.Condition()
         self._mem_alert = False
         self._frozen = False
         self._poll_interval = getattr(self, "_poll_interval", 0.05)
@@ -544,21 +542,7 @@ class BufferCollector(BaseCollector):
         self._submit(Block(obs, step, n_obs, n_step, pieces, ends))
 
     def _submit(self, block: Block) -> None:
-        nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
-        cv = self._inflight_cv
-        with cv:
-            while self._inflight > 0 and self._inflight + nbytes > self._pending_cap:
-                cv.wait(0.5)
-                self._check_writer()
-            self._inflight += nbytes
-
-        def written() -> None:
-            with cv:
-                self._inflight -= nbytes
-                cv.notify_all()
-
-        block.on_written = written
-        self.writer.submit(block)
+        self._submit_bounded(block, self._pending_cap)
 
     def flush(self) -> None:
         """Write every transition not yet on disk (they stay in the ring) and make it durable."""

@@ -118,8 +118,6 @@ class TrajectoryCollector(BaseCollector):
         self.rejection_reasons: Counter[str] = Counter()
         self.rejected_lengths: list[int] = []
         self.rejected_returns: list[float] = []
-        self._inflight = 0
-        self._inflight_cv = threading.Condition()
         self._lock = threading.Lock()  # the writer thread decides vector episodes while the user reads statistics
 
     # -- hooks into BaseCollector --------------------------------------------------------------------------
@@ -250,21 +248,7 @@ class TrajectoryCollector(BaseCollector):
             self.rejected_returns.append(end.ret)
 
     def _write(self, end: EpisodeEnd, block: Block) -> None:
-        nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
-        cv = self._inflight_cv
-        with cv:
-            while self._inflight > 0 and self._inflight + nbytes > self.max_pending_bytes:
-                cv.wait(0.5)
-                self._check_writer()
-            self._inflight += nbytes
-
-        def written() -> None:
-            with cv:
-                self._inflight -= nbytes
-                cv.notify_all()
-
-        block.on_written = written
-        self.writer.submit(block)
+        self._submit_bounded(block, self.max_pending_bytes)
         self.episode_lengths.append(end.length)
         self.episode_returns.append(end.ret)
         self.episode_flags.append(end.flags)

@@ -192,25 +192,14 @@ class MemoryDataset(ExportMixin):
                              metadata=self.metadata, path=self.path)
 
     def statistics(self) -> dict[str, Any]:
-        lengths = self.episode_lengths
-        returns = np.asarray([float(np.sum(ep.rewards)) for ep in self.iterate_episodes()], dtype=np.float64)
-        n = len(lengths)
+        """The same statistics as :meth:`gym_aquacollect.Dataset.statistics` (without the storage keys)."""
+        from gym_aquacollect.dataset import episode_statistics
 
-        def stat(a: np.ndarray, f) -> float:
-            return float(f(a)) if n else 0.0
-
-        return {
-            "total_steps": int(lengths.sum()),
-            "total_episodes": n,
-            "avg_episode_length": stat(lengths, np.mean),
-            "min_episode_length": int(lengths.min()) if n else 0,
-            "max_episode_length": int(lengths.max()) if n else 0,
-            "std_episode_length": stat(lengths, np.std),
-            "avg_episode_reward": stat(returns, np.mean),
-            "min_episode_reward": stat(returns, np.min),
-            "max_episode_reward": stat(returns, np.max),
-            "std_episode_reward": stat(returns, np.std),
-        }
+        eps = list(self.iterate_episodes())
+        returns = np.asarray([float(np.sum(ep.rewards)) for ep in eps], dtype=np.float64)
+        flags = np.asarray([(1 if len(ep.terminations) and ep.terminations[-1] else 0)
+                            | (2 if len(ep.truncations) and ep.truncations[-1] else 0) for ep in eps], dtype=np.uint8)
+        return episode_statistics(self.episode_lengths, returns, flags)
 
     def __repr__(self) -> str:
         src = self.metadata.get("source_format", "memory")

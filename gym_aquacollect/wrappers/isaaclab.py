@@ -43,7 +43,8 @@ from ._batched import (
     check_batch_column,
     teacher_columns,
 )
-from .vector import _constructor_kwargs, _make_collector
+from .single import recorded_kwargs
+from .vector import _make_collector
 
 __all__ = ["CollectingIsaacLabWrapper", "TorchChunks", "TorchPut"]
 
@@ -297,7 +298,7 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         autoreset_mode: Any = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, **_constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
+            self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
                                         chunk_steps=chunk_steps))
         gym.Wrapper.__init__(self, env)
         u = env.unwrapped

@@ -45,7 +45,8 @@ from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector
 from ..storage.writer import FlushPolicy
 from ._batched import DISABLED, SAME_STEP, BatchedRecorder, _leaf_get, teacher_columns
 from .isaaclab import TorchChunks, TorchRecordingLifecycle, _copy_leaves
-from .vector import _constructor_kwargs, _make_collector
+from .single import recorded_kwargs
+from .vector import _make_collector
 
 __all__ = ["CollectingMultiAgentWrapper", "CollectingIsaacLabMARLWrapper", "agent_columns"]
 
@@ -124,7 +125,7 @@ class CollectingMultiAgentWrapper(gym.utils.RecordConstructorArgs):
         dtype_policy: str = "cast",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, **_constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy))
+            self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy))
         if not hasattr(env, "possible_agents"):
             raise TypeError(f"CollectingMultiAgentWrapper needs a PettingZoo ParallelEnv (possible_agents), got "
                             f"{type(env).__name__}; use CollectingWrapper / CollectingVectorWrapper instead")
@@ -309,7 +310,7 @@ class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.ut
         autoreset_mode: Any = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, **_constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
+            self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
                                         chunk_steps=chunk_steps))
         gym.Wrapper.__init__(self, env)
         u = env.unwrapped

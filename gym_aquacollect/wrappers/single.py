@@ -16,7 +16,7 @@ from gymnasium.core import ActType, ObsType
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, env_info
 from ..storage.writer import FlushPolicy
 
-__all__ = ["CollectingWrapper", "make_default_collector"]
+__all__ = ["CollectingWrapper", "make_default_collector", "attach_collector", "recorded_kwargs"]
 
 
 def make_default_collector(path: str | Path | None, **kwargs: Any) -> BaseCollector:
@@ -24,6 +24,35 @@ def make_default_collector(path: str | Path | None, **kwargs: Any) -> BaseCollec
     from ..collectors import RLCollector
 
     return RLCollector(name="dataset", dataset_path=path, **kwargs)
+
+
+def recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy, **more) -> dict[str, Any]:
+    """The JSON-safe constructor arguments every recording wrapper stores through
+    ``RecordConstructorArgs`` (so ``gym.make(env.spec)`` rebuilds it; live objects are never stored)."""
+    return dict(
+        path=None if path is None else str(path),
+        compression=list(compression) if isinstance(compression, tuple) else compression,
+        record_infos=record_infos,
+        metadata=metadata,
+        flush_policy=None if flush_policy is None else dict(vars(FlushPolicy.coerce(flush_policy))),
+        dtype_policy=dtype_policy,
+        **more,
+    )
+
+
+def attach_collector(collector: BaseCollector | None, path: str | Path | None, info: dict[str, Any],
+                     **kwargs: Any) -> BaseCollector:
+    """The collector a wrapper records into: the given one (pointed at ``path`` if given) or a default
+    one built with ``kwargs``; configured from ``info`` (see :func:`env_info`) unless it already is, and
+    started."""
+    if collector is None:
+        collector = make_default_collector(path, **kwargs)
+    elif path is not None:
+        collector.dataset_path = path
+    if not collector._configured:
+        collector.initialize_configs(info)
+    collector.start_collection()
+    return collector
 
 
 def _has_autoreset(env: gym.Env) -> bool:
@@ -88,26 +117,12 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
         dtype_policy: str = "strict",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self,
-            path=None if path is None else str(path),
-            compression=list(compression) if isinstance(compression, tuple) else compression,
-            record_infos=record_infos,
-            metadata=metadata,
-            flush_policy=None if flush_policy is None else dict(vars(FlushPolicy.coerce(flush_policy))),
-            dtype_policy=dtype_policy,
-        )
+            self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy))
         gym.Wrapper.__init__(self, env)
-        if collector is None:
-            collector = make_default_collector(
-                path, compression=compression, record_infos=record_infos, metadata=metadata,
-                flush_policy=flush_policy, dtype_policy=dtype_policy,
-            )
-        elif path is not None:
-            collector.dataset_path = path
-        self.collector = collector
-        if not collector._configured:
-            collector.initialize_configs(env_info(env))
-        collector.start_collection()
+        self.collector = collector = attach_collector(
+            collector, path, env_info(env), compression=compression, record_infos=record_infos,
+            metadata=metadata, flush_policy=flush_policy, dtype_policy=dtype_policy,
+        )
         self.teacher = teacher
         self._autoreset = _has_autoreset(env)
         self._record = collector.record_step

@@ -30,7 +30,7 @@ from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
 from ..spaces import SpaceMismatchError
 from ..storage.writer import FlushPolicy
 from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder, check_batch_column, teacher_columns
-from .single import make_default_collector
+from .single import attach_collector, recorded_kwargs
 
 __all__ = ["CollectingVectorWrapper", "resolve_autoreset_mode"]
 
@@ -62,30 +62,13 @@ def resolve_autoreset_mode(env: Any, override: AutoresetMode | str | None = None
     return _MODES[mode]
 
 
-def _constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy, **more):
-    return dict(
-        path=None if path is None else str(path),
-        compression=list(compression) if isinstance(compression, tuple) else compression,
-        record_infos=record_infos,
-        metadata=metadata,
-        flush_policy=None if flush_policy is None else dict(vars(FlushPolicy.coerce(flush_policy))),
-        dtype_policy=dtype_policy,
-        **more,
-    )
-
-
 def _make_collector(collector, path, single_obs, single_act, env, description, **kw) -> BaseCollector:
-    if collector is None:
-        collector = make_default_collector(path, **kw)
-    elif path is not None:
-        collector.dataset_path = path
-    if not collector._configured:
-        spec_json, desc = describe_env(env)
-        desc.update(description)
-        collector.initialize_configs({"observation_space": single_obs, "action_space": single_act,
-                                      "env_spec": spec_json, "env_description": desc})
-    collector.start_collection()
-    return collector
+    """:func:`attach_collector` with the per-sub-env spaces and a batched env's description."""
+    spec_json, desc = describe_env(env)
+    desc.update(description)
+    info = {"observation_space": single_obs, "action_space": single_act, "env_spec": spec_json,
+            "env_description": desc}
+    return attach_collector(collector, path, info, **kw)
 
 
 class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
@@ -157,7 +140,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         chunk_steps: int | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, **_constructor_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
+            self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
                                         autoreset_mode=None if autoreset_mode is None
                                         else AutoresetMode(autoreset_mode).value,
                                         chunk_steps=chunk_steps))
