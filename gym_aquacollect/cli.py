@@ -133,16 +133,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.path)
     stats = ds.statistics()
+    spec = getattr(ds, "env_spec", None)
+    meta = getattr(ds, "metadata", None) or {}
+    env_id = (getattr(spec, "id", None) or (meta.get("env_description") or {}).get("id")
+              or meta.get("env_name") or meta.get("env_id"))
     if args.json:
+        spec_json = None
+        if spec is not None:
+            try:
+                spec_json = json.loads(spec.to_json())
+            except (TypeError, ValueError):
+                spec_json = repr(spec)
         out = {"path": str(args.path), "statistics": stats, "observation_space": repr(ds.observation_space),
-               "action_space": repr(ds.action_space), "env_spec": ds.env_spec}
+               "action_space": repr(ds.action_space), "env": env_id, "env_spec": spec_json}
         print(json.dumps(out, indent=2, default=repr))
         return 0
     print(f"dataset {args.path}")
     print(f"  observation_space  {ds.observation_space}")
     print(f"  action_space       {ds.action_space}")
-    env_id = (ds.metadata.get("env_description") or {}).get("id")
-    print(f"  env                {env_id}")
+    print(f"  env                {env_id or 'not recorded in this dataset'}")
     _print_stats(stats, False)
     return 0
 

@@ -20,7 +20,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,16 +97,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 0
     if args.env:
         env = gym.make(args.env)
-    elif ds.env_spec:
-        from gymnasium.envs.registration import EnvSpec
+    elif ds.env_spec is not None:
+        from gym_aquacollect.data.env_spec import UntrustedEnvSpecError, recover_environment
 
-        from gym_aquacollect.formats.minari import clean_env_spec
-
-        spec = clean_env_spec(ds.env_spec if isinstance(ds.env_spec, str) else json.dumps(ds.env_spec))
-        if spec is None:
-            print("error: the stored env spec cannot be rebuilt; pass --env ENV_ID", file=sys.stderr)
+        try:  # the local registry's env of the recorded id; the dataset's own code only with --trust-env-spec
+            env = recover_environment(ds.env_spec, trust_env_spec=args.trust_env_spec)
+        except UntrustedEnvSpecError as e:
+            print(f"aquacollect replay: error: {e}; or pass --env ENV_ID", file=sys.stderr)
             return 2
-        env = gym.make(EnvSpec.from_json(spec))
     else:
         print("error: the dataset has no env spec; pass --env ENV_ID (or --playback)", file=sys.stderr)
         return 2
@@ -194,6 +191,9 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--episodes", type=int, default=0, help="only the first N episodes")
     p.add_argument("--atol", type=float, default=1e-6, help="tolerance for observations and rewards")
     p.add_argument("--playback", action="store_true", help="play back through ReplayEnv and print returns")
+    p.add_argument("--trust-env-spec", action="store_true",
+                   help="build the env exactly as the dataset's spec names it (runs its entry point and wrappers; "
+                        "only for datasets you trust). Default: the local registry's env of the recorded id")
     p.add_argument("--allow-pickle", action="store_true")
     p.set_defaults(func=cmd_replay)
 

@@ -38,9 +38,11 @@ import numpy as np
 from gymnasium import spaces
 from loguru import logger
 
+from .data.env_spec import parse_env_spec, recover_environment
 from .exports import ExportMixin
 from .spaces import SpaceCodec, deserialize_space
 from .storage.manifest import DatasetFormatError, file_checksum, is_dataset_dir, read_dataset_dir
+from .storage.safety import shard_file
 from .storage.shard import ShardReader
 
 __all__ = ["load_dataset", "Dataset", "Episode", "AgentEpisode", "episode_statistics", "register_loader", "DatasetFormatError"]
@@ -304,9 +306,18 @@ class Dataset(ExportMixin):
         """Re-read the manifests and pick up shards committed since (read while writing)."""
         meta, manifests = read_dataset_dir(self.path, self._skip_manifest if self.skip_corrupt else None)
         self.metadata: dict[str, Any] = meta
-        self.observation_space: spaces.Space = deserialize_space(meta["observation_space"])
-        self.action_space: spaces.Space = deserialize_space(meta["action_space"])
-        self.env_spec: str | None = meta.get("env_spec")
+        meta_file = self.path / "aquacollect.json"
+        try:
+            self.observation_space: spaces.Space = deserialize_space(meta["observation_space"])
+            self.action_space: spaces.Space = deserialize_space(meta["action_space"])
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError, MemoryError) as e:
+            raise DatasetFormatError(f"{meta_file}: its spaces cannot be read ({type(e).__name__}: {str(e)[:300]}); "
+                                     "the file is corrupt or from an incompatible version") from None
+        raw_spec = meta.get("env_spec")
+        #: the recorded env spec as stored (a JSON string), or None
+        self.env_spec_json: str | None = raw_spec if isinstance(raw_spec, str) or raw_spec is None else json.dumps(raw_spec)
+        #: the recorded env's ``gymnasium`` ``EnvSpec`` (plain data; see :meth:`recover_environment`), or None
+        self.env_spec = parse_env_spec(raw_spec, source=str(meta_file))
         self._obs_codec = SpaceCodec(self.observation_space, "observation")
         self._act_codec = SpaceCodec(self.action_space, "action")
         self._obs_names = ["observations" + ("/" + n if n else "") for n in self._obs_codec.names]
@@ -360,13 +371,13 @@ class Dataset(ExportMixin):
             try:
                 if self.skip_corrupt and rec.checksum:
                     try:
-                        actual = file_checksum(self.path / rel)
+                        actual = file_checksum(shard_file(self.path, rel))
                     except FileNotFoundError:
                         raise DatasetFormatError(f"{self.path / rel}: shard file is missing (listed in a manifest)") from None
                     if actual != rec.checksum:
                         raise DatasetFormatError(f"{self.path / rel}: checksum {actual} does not match the stored "
                                                  f"{rec.checksum}; the shard is corrupt")
-                reader = ShardReader(self.path / rel)
+                reader = ShardReader(shard_file(self.path, rel))
             except DatasetFormatError as e:
                 if not self.skip_corrupt:
                     raise
@@ -509,6 +520,24 @@ class Dataset(ExportMixin):
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.path)!r}, episodes={len(self)}, steps={self.total_steps})"
+
+    def recover_environment(self, *, trust_env_spec: bool = False, **make_kwargs: Any) -> Any:
+        """Make the env this dataset was recorded from: the **local** Gymnasium registry's env of the recorded
+        id, with the recorded kwargs and ``max_episode_steps``. Code named by the dataset (its entry point,
+        wrappers from outside Gymnasium) runs only with ``trust_env_spec=True``; see
+        :func:`gym_aquacollect.data.env_spec.recover_environment`.
+
+        Example:
+            >>> import tempfile, gymnasium as gym
+            >>> from gym_aquacollect import CollectingWrapper
+            >>> path = tempfile.mkdtemp() + "/ds"
+            >>> with CollectingWrapper(gym.make("CartPole-v1", max_episode_steps=50), path) as env:
+            ...     _ = env.reset(seed=0)
+            >>> ds = load_dataset(path)
+            >>> ds.env_spec.id, ds.recover_environment().spec.max_episode_steps
+            ('CartPole-v1', 50)
+        """
+        return recover_environment(self.env_spec, trust_env_spec=trust_env_spec, **make_kwargs)
 
     # -- scale-out views (gym_aquacollect.distributed, gym_aquacollect.torch_data) ---------------------
     def to_ray(self, unit: str = "transitions", **kwargs: Any) -> Any:

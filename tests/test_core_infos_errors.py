@@ -183,7 +183,8 @@ def test_env_spec_rebuilds_wrapper_and_stores_inner_spec(tmp_path):
     run_episodes(rebuilt, 1)
     rebuilt.close()
     ds = load_dataset(tmp_path / "ds")
-    stored = gym.envs.registration.EnvSpec.from_json(ds.env_spec)
+    stored = ds.env_spec  # a gymnasium EnvSpec (issue 12)
+    assert isinstance(stored, gym.envs.registration.EnvSpec)
     assert stored.id == "CartPole-v1"
     assert all(w.name != "CollectingWrapper" for w in stored.additional_wrappers)
 

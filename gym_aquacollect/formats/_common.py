@@ -118,7 +118,7 @@ class MemoryDataset(ExportMixin):
     Args:
         episodes: a sequence of :class:`MemoryEpisode` (or a :class:`LazyEpisodes`).
         observation_space, action_space: the spaces of one step.
-        env_spec: the recorded env's ``EnvSpec`` as a JSON string, or None.
+        env_spec: the recorded env's ``EnvSpec`` (or its JSON string), or None; kept as an ``EnvSpec``.
         metadata: dataset-level metadata (``source_format`` says where it came from).
         path: the file or directory it was read from.
         episode_lengths: the episode lengths when known without loading the episodes.
@@ -139,7 +139,7 @@ class MemoryDataset(ExportMixin):
         observation_space: spaces.Space,
         action_space: spaces.Space,
         *,
-        env_spec: str | None = None,
+        env_spec: Any = None,
         metadata: dict | None = None,
         path: str | os.PathLike | None = None,
         episode_lengths: Sequence[int] | None = None,
@@ -147,7 +147,10 @@ class MemoryDataset(ExportMixin):
         self._episodes = episodes
         self.observation_space = observation_space
         self.action_space = action_space
-        self.env_spec = env_spec
+        from gym_aquacollect.data.env_spec import parse_env_spec
+
+        #: the recorded env's ``gymnasium`` ``EnvSpec`` (plain data; see :meth:`recover_environment`), or None
+        self.env_spec = parse_env_spec(env_spec, source=str(path) if path is not None else "the dataset")
         self.metadata = dict(metadata or {})
         self.path = Path(path) if path is not None else None
         self._lengths = None if episode_lengths is None else np.asarray(episode_lengths, dtype=np.int64)
@@ -190,6 +193,12 @@ class MemoryDataset(ExportMixin):
         kept = [ep for ep in self.iterate_episodes() if predicate(ep)]
         return MemoryDataset(kept, self.observation_space, self.action_space, env_spec=self.env_spec,
                              metadata=self.metadata, path=self.path)
+
+    def recover_environment(self, *, trust_env_spec: bool = False, **make_kwargs: Any) -> Any:
+        """Make the recorded env from the local registry (see :meth:`gym_aquacollect.Dataset.recover_environment`)."""
+        from gym_aquacollect.data.env_spec import recover_environment
+
+        return recover_environment(self.env_spec, trust_env_spec=trust_env_spec, **make_kwargs)
 
     def statistics(self) -> dict[str, Any]:
         """The same statistics as :meth:`gym_aquacollect.Dataset.statistics` (without the storage keys)."""

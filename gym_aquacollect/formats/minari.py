@@ -549,12 +549,10 @@ def read_minari(source: str | os.PathLike) -> MemoryDataset:
         obs_space = minari_space_from_json(meta["observation_space"])
         act_space = minari_space_from_json(meta["action_space"])
     else:
-        import gymnasium as gym
-        from gymnasium.envs.registration import EnvSpec
+        from gym_aquacollect.data.env_spec import recover_environment
 
-        spec = meta["env_spec"].replace('"order_enforce": true,', "").replace(
-            '"apply_api_compatibility": false,', "").replace('"autoreset": false, ', "")
-        env = gym.make(EnvSpec.from_json(spec))
+        # the env named by the dataset, from the local registry: the dataset's entry point never runs here
+        env = recover_environment(meta.get("env_spec"))
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
     jpeg = bool(meta.get("jpeg_encoding", True))

@@ -118,17 +118,30 @@ def json_checksum(obj: dict[str, Any]) -> str:
 
 
 def _read_json(path: Path) -> Any:
-    """Parse a JSON file of the dataset and check its self-checksum (when it has one; then drop it)."""
+    """Parse a JSON file of the dataset and check its self-checksum (when it has one; then drop it).
+
+    Only a regular file is read (a FIFO or device raises :class:`DatasetFormatError` without blocking),
+    and a symlink that leaves the file's folder is refused.
+    """
+    from .safety import read_regular_file
+
+    path = Path(path)
+    real = os.path.realpath(path)
+    if path.is_symlink() and os.path.dirname(real) != os.path.realpath(path.parent):
+        raise DatasetFormatError(f"{path}: is a symlink to {real}, outside the dataset; refusing to read it")
     try:
-        with open(path, "rb") as f:
-            obj = json.loads(f.read())
+        obj = json.loads(read_regular_file(path))
     except FileNotFoundError:
         raise
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise DatasetFormatError(
-            f"{path}: not valid JSON ({e}). The file is corrupt; restore it from a copy, or delete it if it is "
-            "a manifest (its shards are then ignored)."
+            f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]}). The file is corrupt; restore it from a "
+            "copy, or delete it if it is a manifest (its shards are then ignored)."
         ) from None
+    except OSError as e:
+        if isinstance(e, DatasetFormatError):
+            raise
+        raise DatasetFormatError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
     if isinstance(obj, dict) and SELF_CHECKSUM_KEY not in obj and obj:
         last_key, last = next(reversed(obj.items()))
         if isinstance(last, str) and last.startswith("crc32:"):  # the checksum is always written last
@@ -138,7 +151,12 @@ def _read_json(path: Path) -> Any:
             )
     if isinstance(obj, dict) and SELF_CHECKSUM_KEY in obj:
         stored = obj.pop(SELF_CHECKSUM_KEY)
-        if stored != json_checksum(obj):
+        try:
+            actual = json_checksum(obj)
+        except (ValueError, TypeError, RecursionError) as e:
+            raise DatasetFormatError(f"{path}: content cannot be checksummed ({type(e).__name__}); the file is "
+                                     "corrupt") from None
+        if stored != actual:
             raise DatasetFormatError(
                 f"{path}: checksum mismatch (stored {stored}, content gives {json_checksum(obj)}): the file is "
                 "corrupt. Restore it from a copy, or delete it if it is a manifest (its shards are then ignored)."
@@ -241,17 +259,50 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
+        """Read and check a manifest file: every field of the expected type, the file named after its
+        writer id; anything else raises :class:`DatasetFormatError` naming the file."""
         d = _read_json(path)
-        try:
-            return cls(
-                writer_id=d["writer_id"],
-                created=d.get("created", 0.0),
-                shards=[ShardRecord(**s) for s in d.get("shards", [])],
-                closed=bool(d.get("closed", False)),
-                info=d.get("info", {}),
-            )
-        except (KeyError, TypeError) as e:
-            raise DatasetFormatError(f"{path}: manifest is malformed ({e!r}); delete it to drop its shards") from None
+
+        def bad(why: str) -> DatasetFormatError:
+            return DatasetFormatError(f"{path}: manifest is malformed ({why}); delete it to drop its shards")
+
+        if not isinstance(d, dict):
+            raise bad(f"a JSON {type(d).__name__}, not an object")
+        wid = d.get("writer_id")
+        if not isinstance(wid, str) or not wid or "/" in wid or "\\" in wid or "\x00" in wid:
+            raise bad(f"writer_id is {wid!r}")
+        if Path(path).name != f"{wid}.json":
+            raise DatasetFormatError(
+                f"{path}: manifest of writer {wid!r} is not named {wid}.json (a copy or a renamed file would list "
+                "that writer's shards twice); delete it")
+        created = d.get("created", 0.0)
+        if isinstance(created, bool) or not isinstance(created, (int, float)):
+            raise bad(f"created is {created!r}")
+        closed, info, shards = d.get("closed", False), d.get("info", {}), d.get("shards", [])
+        if not isinstance(closed, bool):
+            raise bad(f"closed is {closed!r}")
+        if not isinstance(info, dict):
+            raise bad(f"info is {type(info).__name__}")
+        if not isinstance(shards, list):
+            raise bad(f"shards is {type(shards).__name__}")
+        records = []
+        for i, s in enumerate(shards):
+            if not isinstance(s, dict):
+                raise bad(f"shards[{i}] is {type(s).__name__}")
+            try:
+                rec = ShardRecord(**s)
+            except TypeError as e:
+                raise bad(f"shards[{i}]: {e}") from None
+            if not isinstance(rec.file, str):
+                raise bad(f"shards[{i}].file is {rec.file!r}")
+            for name in ("n_obs_rows", "n_step_rows", "n_segments", "n_episodes_ended", "size"):
+                v = getattr(rec, name)
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 62:
+                    raise bad(f"shards[{i}].{name} is {v!r}")
+            if rec.checksum is not None and not isinstance(rec.checksum, str):
+                raise bad(f"shards[{i}].checksum is {rec.checksum!r}")
+            records.append(rec)
+        return cls(writer_id=wid, created=float(created), shards=records, closed=closed, info=info)
 
 
 def read_dataset_dir(
@@ -269,19 +320,41 @@ def read_dataset_dir(
     meta = _read_json(meta_path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise DatasetFormatError(f"{meta_path}: not a gym_aquacollect metadata file")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise DatasetFormatError(f"{meta_path}: format_version is {version!r}, not an integer; the file is corrupt")
+    if version > FORMAT_VERSION:
         raise DatasetFormatError(
             f"{meta_path}: format version {meta['format_version']} is newer than this gym_aquacollect "
             f"supports ({FORMAT_VERSION}); upgrade gym_aquacollect"
         )
+    for key in ("observation_space", "action_space"):
+        if not isinstance(meta.get(key), dict):
+            raise DatasetFormatError(f"{meta_path}: {key} is missing or not an object; the file is corrupt")
+    spec = meta.get("env_spec")
+    if spec is not None and not isinstance(spec, (str, dict)):
+        raise DatasetFormatError(f"{meta_path}: env_spec is {type(spec).__name__}; the file is corrupt")
     manifests = []
+    owner: dict[str, Path] = {}  # shard file -> the manifest that lists it
     mdir = path / MANIFEST_DIR
     if mdir.is_dir():
         for p in sorted(mdir.glob("*.json")):
             try:
-                manifests.append(Manifest.load(p))
+                m = Manifest.load(p)
+                mine: dict[str, Path] = {}
+                for rec in m.shards:
+                    first = mine.get(rec.file) or owner.get(rec.file)
+                    if first is not None:
+                        where = "twice" if first == p else f"that {first.name} lists too"
+                        raise DatasetFormatError(
+                            f"{p}: lists the shard {rec.file} {where}; a shard belongs to one writer once. Delete "
+                            "the duplicate manifest (or load with skip_corrupt=True to leave it out)")
+                    mine[rec.file] = p
             except DatasetFormatError as e:
                 if on_bad_manifest is None:
                     raise
                 on_bad_manifest(p, e)
+                continue
+            owner.update(mine)
+            manifests.append(m)
     return meta, manifests

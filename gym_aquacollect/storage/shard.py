@@ -366,31 +366,103 @@ class ShardReader:
     naming the file."""
 
     def __init__(self, path: Path | str) -> None:
+        from .safety import check_contained, check_regular
+
         self.path = Path(path)
+        self.file = None
         try:
+            check_regular(self.path, "shard file (listed in a manifest)")
             self.file = h5py.File(self.path, "r", rdcc_nbytes=16 << 20)
+            check_contained(self.file, self.path)
             idx = self.file["index"]
-            self.segments = np.asarray(idx["segments"][()], dtype=np.int64).reshape(-1, _SEG_COLS)
-            self.episode_key = idx["episode_key"][()]
-            self.episode_length = idx["episode_length"][()]
-            self.episode_return = idx["episode_return"][()]
-            self.episode_flags = idx["episode_flags"][()]
-            self._meta_ds = idx["episode_meta"]
             self.columns = {kind: self._walk(kind) for kind in ("obs", "step")}
+            self._check_shapes(idx)
+            self.segments = np.asarray(idx["segments"][()], dtype=np.int64).reshape(-1, _SEG_COLS)
+            self.episode_key = np.asarray(idx["episode_key"][()], dtype=np.int64).reshape(-1)
+            self.episode_length = np.asarray(idx["episode_length"][()], dtype=np.int64).reshape(-1)
+            self.episode_return = np.asarray(idx["episode_return"][()], dtype=np.float64).reshape(-1)
+            self.episode_flags = np.asarray(idx["episode_flags"][()], dtype=np.uint8).reshape(-1)
+            self._meta_ds = idx["episode_meta"]
+            self._check_index()
         except DatasetFormatError:
+            self.close()
             raise
         except FileNotFoundError:
+            self.close()
             raise DatasetFormatError(f"{self.path}: shard file is missing (listed in a manifest)") from None
-        except (OSError, KeyError, ValueError, RuntimeError) as e:
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError, OverflowError) as e:
+            self.close()
             raise DatasetFormatError(
                 f"{self.path}: shard file is corrupt or truncated ({type(e).__name__}: {e}). "
                 "Run `aquacollect validate` on the dataset; other shards stay readable."
             ) from None
 
+    def _rows_attr(self, kind: str) -> int:
+        v = self.file.attrs.get(f"n_{kind}_rows")
+        if v is None:
+            raise DatasetFormatError(f"{self.path}: attribute n_{kind}_rows is missing; the shard is corrupt")
+        try:
+            n = int(np.asarray(v).reshape(()))
+        except (TypeError, ValueError, OverflowError):
+            raise DatasetFormatError(f"{self.path}: attribute n_{kind}_rows is {v!r}, not a count") from None
+        if n < 0:
+            raise DatasetFormatError(f"{self.path}: attribute n_{kind}_rows is negative ({n})")
+        return n
+
+    def _check_shapes(self, idx: h5py.Group) -> None:
+        """Before anything is read: every column is as long as the shard's row count, no shape is absurd,
+        the index tables have matching lengths."""
+        from .safety import check_column_shape
+
+        self.n_rows = {kind: self._rows_attr(kind) for kind in ("obs", "step")}
+        for kind, cols in self.columns.items():
+            for name, ds in cols.items():
+                check_column_shape(ds, self.path, f"{kind}/{name}")
+                if not ds.shape or ds.shape[0] != self.n_rows[kind]:
+                    raise DatasetFormatError(
+                        f"{self.path}: column {kind}/{name} has shape {ds.shape} but the shard holds "
+                        f"{self.n_rows[kind]} {kind} rows; the shard is corrupt")
+        for name in ("segments", "episode_key", "episode_length", "episode_return", "episode_flags",
+                     "episode_meta"):
+            ds = idx[name]
+            if not isinstance(ds, h5py.Dataset):
+                raise DatasetFormatError(f"{self.path}: index/{name} is not a dataset; the shard is corrupt")
+            check_column_shape(ds, self.path, f"index/{name}")
+            want_kind = "O" if name == "episode_meta" else ("f" if name == "episode_return" else "iu")
+            if ds.dtype.kind not in want_kind and not (name == "episode_return" and ds.dtype.kind in "iu"):
+                raise DatasetFormatError(f"{self.path}: index/{name} has dtype {ds.dtype}; the shard is corrupt")
+        seg = idx["segments"]
+        if seg.ndim != 2 or seg.shape[1] != _SEG_COLS:
+            raise DatasetFormatError(f"{self.path}: index/segments has shape {seg.shape}, expected (S, {_SEG_COLS})")
+        n_ep = {name: idx[name].shape for name in ("episode_key", "episode_length", "episode_return",
+                                                   "episode_flags", "episode_meta")}
+        if len(set(n_ep.values())) != 1 or len(next(iter(n_ep.values()))) != 1:
+            raise DatasetFormatError(f"{self.path}: the episode index tables have shapes {n_ep}; they must be "
+                                     "one-dimensional and equally long; the shard is corrupt")
+
+    def _check_index(self) -> None:
+        """Segments lie inside the columns; episode lengths are not negative (cheap: index only)."""
+        seg = self.segments
+        if len(seg):
+            n_obs, n_step = self.n_rows["obs"], self.n_rows["step"]
+            o0, on, s0, sn = seg[:, 1], seg[:, 2], seg[:, 3], seg[:, 4]
+            bad = ((o0 < 0) | (on < 0) | (s0 < 0) | (sn < 0) | (o0 > n_obs) | (on > n_obs - o0)
+                   | (s0 > n_step) | (sn > n_step - s0))
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DatasetFormatError(
+                    f"{self.path}: index segment {i} {seg[i].tolist()} (key, obs start, obs count, step start, "
+                    f"step count) lies outside the shard's {n_obs} observation / {n_step} step rows; the shard is "
+                    "corrupt. Run `aquacollect validate`.")
+        if len(self.episode_length) and int(self.episode_length.min()) < 0:
+            raise DatasetFormatError(f"{self.path}: index/episode_length holds a negative length; the shard is corrupt")
+
     def _walk(self, kind: str) -> dict[str, h5py.Dataset]:
         out: dict[str, h5py.Dataset] = {}
         if kind not in self.file:
             return out
+        if not isinstance(self.file[kind], h5py.Group):
+            raise DatasetFormatError(f"{self.path}: /{kind} is not a group; the shard is corrupt")
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
@@ -400,8 +472,16 @@ class ShardReader:
         return out
 
     def episode_meta(self, i: int) -> dict[str, Any]:
-        raw = self._meta_ds[i]
-        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        try:
+            raw = self._meta_ds[i]
+            meta = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        except (ValueError, TypeError, RecursionError, OSError, RuntimeError) as e:
+            raise DatasetFormatError(f"{self.path}: episode metadata row {i} is unreadable "
+                                     f"({type(e).__name__}: {str(e)[:200]}); the shard is corrupt") from None
+        if not isinstance(meta, dict):
+            raise DatasetFormatError(f"{self.path}: episode metadata row {i} is {type(meta).__name__}, not a JSON "
+                                     "object; the shard is corrupt")
+        return meta
 
     def read(self, kind: str, name: str, start: int, count: int) -> np.ndarray:
         try:
@@ -416,6 +496,8 @@ class ShardReader:
             ) from None
 
     def close(self) -> None:
+        if self.file is None:
+            return
         try:
             self.file.close()
         except Exception:  # noqa: BLE001

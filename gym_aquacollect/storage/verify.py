@@ -8,7 +8,9 @@ Contents:
 
 What counts as a problem: a JSON file (``aquacollect.json`` or a manifest) that does not parse or whose
 self-checksum does not match; a shard listed in a manifest that is missing, has another size, another
-CRC32, or does not open as a shard with the row counts its manifest lists. Shard files that no manifest
+CRC32, or does not open as a shard with the row counts its manifest lists; a shard entry that leaves the
+dataset's ``shards/`` folder (absolute path, ``..``, an outside symlink), a file that is not a regular file,
+HDF5 links or external storage, index segments outside the columns, a shard listed twice. Shard files that no manifest
 lists are *not* problems: they are the unflushed tail of a writer that crashed (or is still writing) and
 were never part of the dataset; the report lists them as ``unreferenced``.
 
@@ -40,6 +42,7 @@ from .manifest import (
     _read_json,
     file_checksum,
 )
+from .safety import shard_file
 
 __all__ = ["Problem", "VerifyReport", "verify_dataset"]
 
@@ -50,7 +53,9 @@ class Problem:
 
     Attributes:
         file: the file, relative to the dataset directory (e.g. ``shards/w...-000003.h5``).
-        kind: ``"metadata"``, ``"manifest"``, ``"missing"``, ``"size"``, ``"checksum"`` or ``"unreadable"``.
+        kind: ``"metadata"``, ``"manifest"``, ``"missing"``, ``"size"``, ``"checksum"``, ``"unreadable"``,
+            ``"unsafe"`` (a path or link leaving the dataset, external HDF5 storage, not a regular file) or
+            ``"duplicate"`` (a shard listed by more than one manifest entry).
         message: what is wrong and what to do about it.
         writer_id: the writer whose manifest lists the file (None for the metadata file).
     """
@@ -136,7 +141,7 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
     except DatasetFormatError as e:
         report.problems.append(Problem(METADATA_FILE, "metadata", _strip(e, root, METADATA_FILE)))
 
-    referenced: set[str] = set()
+    referenced: dict[str, str] = {}  # shard file -> the manifest that lists it
     bad_writers: list[str] = []  # their shards are neither checked nor "unreferenced"
     mdir = root / MANIFEST_DIR
     for mpath in sorted(mdir.glob("*.json")) if mdir.is_dir() else []:
@@ -149,11 +154,20 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
             bad_writers.append(mpath.stem)
             continue
         for rec in manifest.shards:
-            referenced.add(rec.file)
-            spath = root / rec.file
             wid = manifest.writer_id
-            if not spath.is_file():
-                report.problems.append(Problem(rec.file, "missing", f"listed in {rel_m} but missing", wid))
+            if rec.file in referenced:
+                report.problems.append(Problem(
+                    rec.file, "duplicate", f"listed again in {rel_m} (already by {referenced[rec.file]}): its episodes "
+                    "would count twice; delete the duplicate manifest", wid))
+                continue
+            referenced[rec.file] = rel_m
+            try:
+                spath = shard_file(root, rec.file)
+            except DatasetFormatError as e:
+                missing = not os.path.lexists(root / rec.file) if isinstance(rec.file, str) else False
+                report.problems.append(Problem(
+                    str(rec.file), "missing" if missing else "unsafe",
+                    f"listed in {rel_m} but missing" if missing else _strip(e, root, str(rec.file)), wid))
                 continue
             size = spath.stat().st_size
             if size != rec.size:
@@ -171,17 +185,23 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
                         "the file is corrupt; restore it from a copy (its episodes are lost otherwise)", wid))
                     continue
             if check_contents:
-                try:
+                try:  # also refuses links / external storage and checks the index against the columns
                     reader = ShardReader(spath)
                 except DatasetFormatError as e:
-                    report.problems.append(Problem(rec.file, "unreadable", _strip(e, root, rec.file), wid))
+                    msg = _strip(e, root, rec.file)
+                    report.problems.append(Problem(rec.file, "unsafe" if "refusing" in msg else "unreadable", msg, wid))
                     continue
                 try:
-                    rows = (int(reader.file.attrs.get("n_obs_rows", -1)), int(reader.file.attrs.get("n_step_rows", -1)))
+                    rows = (reader.n_rows["obs"], reader.n_rows["step"])
+                    counts = (len(reader.segments), len(reader.episode_key))
                     if rows != (rec.n_obs_rows, rec.n_step_rows):
                         report.problems.append(Problem(
                             rec.file, "unreadable", f"holds {rows[0]} observation / {rows[1]} step rows but {rel_m} "
                             f"lists {rec.n_obs_rows} / {rec.n_step_rows}", wid))
+                    elif counts != (rec.n_segments, rec.n_episodes_ended):
+                        report.problems.append(Problem(
+                            rec.file, "unreadable", f"holds {counts[0]} segments / {counts[1]} ended episodes but "
+                            f"{rel_m} lists {rec.n_segments} / {rec.n_episodes_ended}", wid))
                 finally:
                     reader.close()
     sdir = root / SHARD_DIR
