@@ -348,6 +348,13 @@ class Dataset(ExportMixin):
                             f"its segments hold {sum(sg[4] for sg in segs)} steps: a manifest lost shard entries. "
                             "Run `aquacollect validate`, or load with skip_corrupt=True."
                         )
+                    if sum(sg[2] for sg in segs) != length + 1:
+                        if broken:
+                            continue
+                        raise DatasetFormatError(
+                            f"{r.path}: episode {key} of writer {m.writer_id} has {length} steps but its segments hold "
+                            f"{sum(sg[2] for sg in segs)} observation rows (expected {length + 1}); the shard's index "
+                            "is corrupt. Run `aquacollect validate`, or load with skip_corrupt=True.")
                     refs.append(_Ref(segs, length, float(r.episode_return[row]), int(r.episode_flags[row]), (si, row)))
             if self.include_partial:
                 for key in sorted(open_segs):

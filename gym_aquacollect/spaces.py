@@ -315,6 +315,23 @@ def _unbound(v: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.full(shape, conv(v), dtype=np.float64).astype(dtype)
 
 
+#: The most elements one Box may describe when read from a file (refused before anything is allocated).
+MAX_SPACE_ELEMENTS = 1 << 31
+
+
+def _checked_shape(shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list) or len(shape) > 32 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n for n in shape):
+        raise ValueError(f"Box shape {str(shape)[:100]} is not a list of at most 32 non-negative integers")
+    total = 1
+    for n in shape:
+        total *= n
+    if total > MAX_SPACE_ELEMENTS:
+        raise ValueError(f"Box shape {tuple(shape)} has {total} elements, more than the {MAX_SPACE_ELEMENTS} a "
+                         "space read from a file may have")
+    return tuple(shape)
+
+
 def serialize_space(space: spaces.Space) -> dict[str, Any]:
     """A JSON-safe dict describing ``space`` (round-trips through :func:`deserialize_space`)."""
     if isinstance(space, spaces.Box):
@@ -340,9 +357,11 @@ def serialize_space(space: spaces.Space) -> dict[str, Any]:
 
 def deserialize_space(d: dict[str, Any]) -> spaces.Space:
     """Inverse of :func:`serialize_space`."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a space description must be a JSON object, got {type(d).__name__}")
     kind = d.get("type")
     if kind == "Box":
-        shape, dtype = tuple(d["shape"]), np.dtype(d["dtype"])
+        shape, dtype = _checked_shape(d["shape"]), np.dtype(d["dtype"])
         return spaces.Box(_unbound(d["low"], shape, dtype), _unbound(d["high"], shape, dtype), shape, dtype)
     if kind == "Discrete":
         return spaces.Discrete(d["n"], start=d.get("start", 0), dtype=np.dtype(d.get("dtype", "int64")))

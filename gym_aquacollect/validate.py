@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 
 from gym_aquacollect.formats._common import nested_len
+from gym_aquacollect.storage.safety import check_contained
 
 __all__ = ["validate_dataset", "ValidationReport"]
 
@@ -133,6 +134,7 @@ def _validate_minari_meta(d: Path, rep: ValidationReport) -> None:
         rep.problems.append("metadata.json: needs observation_space and action_space (or an env_spec)")
     if meta.get("data_format") == "hdf5":
         with h5py.File(d / "data" / "main_data.hdf5", "r") as f:
+            check_contained(f, d / "data" / "main_data.hdf5")
             keys = sorted(f.keys())
             expected = [f"episode_{i}" for i in range(int(meta.get("total_episodes", -1)))]
             if sorted(keys) != sorted(expected):
@@ -145,6 +147,7 @@ def _validate_minari_meta(d: Path, rep: ValidationReport) -> None:
 
 def _validate_d4rl(path: Path, rep: ValidationReport) -> None:
     with h5py.File(path, "r") as f:
+        check_contained(f, path)
         n = len(f["rewards"])
         for k in ("observations", "actions", "terminals", "timeouts", "next_observations"):
             if k in f and len(f[k]) != n:
@@ -157,6 +160,7 @@ def _validate_d4rl(path: Path, rep: ValidationReport) -> None:
 
 def _validate_robomimic(path: Path, rep: ValidationReport) -> None:
     with h5py.File(path, "r") as f:
+        check_contained(f, path)
         data = f["data"]
         total = 0
         for name in data:

@@ -60,6 +60,7 @@ from gym_aquacollect.formats._common import (
     unflatten_batch,
 )
 from gym_aquacollect.spaces import space_from_json, space_to_json
+from gym_aquacollect.storage.safety import check_contained
 
 __all__ = ["write_d4rl", "read_d4rl", "is_d4rl_file", "REQUIRED_KEYS"]
 
@@ -222,6 +223,7 @@ def read_d4rl(path: str | os.PathLike) -> MemoryDataset:
     its last transition becomes the final observation (one step shorter, as d3rlpy does for timeouts)."""
     path = Path(path)
     with h5py.File(path, "r") as f:
+        check_contained(f, path)  # a file from a stranger must not read other files
         missing = [k for k in REQUIRED_KEYS if k not in f]
         if missing:
             raise ValueError(f"{path} is not a D4RL-layout file: datasets {missing} are missing")

@@ -65,6 +65,7 @@ from gym_aquacollect.formats._common import (
     set_leaf,
     unflatten_infos,
 )
+from gym_aquacollect.storage.safety import check_contained
 
 __all__ = [
     "write_minari",
@@ -560,6 +561,7 @@ def read_minari(source: str | os.PathLike) -> MemoryDataset:
     n = int(meta["total_episodes"])
     lengths = []
     with h5py.File(h5_path, "r") as f:
+        check_contained(f, h5_path)  # a file from a stranger must not read other files
         for i in range(n):
             if f"episode_{i}" not in f:
                 raise ValueError(f"{h5_path}: group episode_{i} is missing (total_episodes is {n})")

@@ -67,6 +67,7 @@ from gym_aquacollect.formats._common import (
     unflatten_batch,
 )
 from gym_aquacollect.spaces import space_from_json, space_to_json
+from gym_aquacollect.storage.safety import check_contained
 
 __all__ = ["write_robomimic", "read_robomimic", "is_robomimic_file"]
 
@@ -275,6 +276,7 @@ def read_robomimic(path: str | os.PathLike, *, filter_key: str | None = None) ->
     """
     path = Path(path)
     with h5py.File(path, "r") as f:
+        check_contained(f, path)  # a file from a stranger must not read other files
         if "data" not in f:
             raise ValueError(f"{path} is not a robomimic / Isaac Lab file: no /data group")
         data = f["data"]

@@ -70,6 +70,7 @@ from gym_aquacollect.formats._common import (
     unflatten_infos,
 )
 from gym_aquacollect.spaces import space_from_json, space_to_json
+from gym_aquacollect.storage.safety import check_contained
 
 __all__ = ["export_trajectories", "load_trajectories", "sniff_format", "UnsafePickleError", "FORMATS"]
 
@@ -256,6 +257,7 @@ def load_trajectories(path: str | os.PathLike, *, allow_pickle: bool = False) ->
         from gym_aquacollect.formats.minari import read_episode_group
 
         with h5py.File(path, "r") as f:
+            check_contained(f, path)  # a file from a stranger must not read other files
             if f.attrs.get("format") != MAGIC:
                 raise ValueError(f"{path} is not a gym_aquacollect trajectory file (root attribute format != {MAGIC!r})")
             h = {k: (f.attrs[k] if k in ("format", "version", "total_episodes") else json.loads(f.attrs[k]))
