@@ -105,6 +105,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except UntrustedEnvSpecError as e:
             print(f"aquacollect replay: error: {e}; or pass --env ENV_ID", file=sys.stderr)
             return 2
+        except (TypeError, ValueError, gym.error.Error) as e:
+            print(f"aquacollect replay: error: cannot make the recorded env {ds.env_spec.id!r} with the dataset's "
+                  f"kwargs {ds.env_spec.kwargs}: {type(e).__name__}: {e}; pass --env ENV_ID", file=sys.stderr)
+            return 2
     else:
         print("error: the dataset has no env spec; pass --env ENV_ID (or --playback)", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import gymnasium as gym
 from gymnasium import spaces
 from loguru import logger
 from tqdm.auto import tqdm
@@ -65,6 +66,7 @@ from gym_aquacollect.formats._common import (
     set_leaf,
     unflatten_infos,
 )
+from gym_aquacollect.storage.manifest import DatasetFormatError
 from gym_aquacollect.storage.safety import check_contained
 
 __all__ = [
@@ -553,7 +555,12 @@ def read_minari(source: str | os.PathLike) -> MemoryDataset:
         from gym_aquacollect.data.env_spec import recover_environment
 
         # the env named by the dataset, from the local registry: the dataset's entry point never runs here
-        env = recover_environment(meta.get("env_spec"))
+        try:
+            env = recover_environment(meta.get("env_spec"))
+        except (ValueError, TypeError, gym.error.Error) as e:
+            raise DatasetFormatError(
+                f"{meta_path}: the file stores no observation/action spaces, and its env cannot be made from the "
+                f"local registry ({type(e).__name__}: {str(e)[:300]})") from None
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
     jpeg = bool(meta.get("jpeg_encoding", True))

@@ -183,7 +183,9 @@ def new_writer_id() -> str:
 
 
 def is_dataset_dir(path: Path | str) -> bool:
-    return (Path(path) / METADATA_FILE).is_file()
+    """True when ``path`` holds an ``aquacollect.json`` (of any file type: reading it checks that it is a
+    regular file, so a FIFO there is reported by name instead of making the directory look foreign)."""
+    return os.path.lexists(Path(path) / METADATA_FILE)
 
 
 def _compatible(old: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -315,7 +317,7 @@ def read_dataset_dir(
     """
     path = Path(path)
     meta_path = path / METADATA_FILE
-    if not meta_path.is_file():
+    if not os.path.lexists(meta_path):
         raise DatasetFormatError(f"{path}: not a gym_aquacollect dataset (no {METADATA_FILE})")
     meta = _read_json(meta_path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
