@@ -45,9 +45,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import h5py
 import numpy as np
-import gymnasium as gym
 from gymnasium import spaces
 from loguru import logger
 from tqdm.auto import tqdm
