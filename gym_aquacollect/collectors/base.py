@@ -119,6 +119,9 @@ def describe_env(env: gym.Env | Any) -> tuple[str | None, dict[str, Any]]:
     """
     spec = getattr(env, "spec", None)
     desc: dict[str, Any] = {"class": type(getattr(env, "unwrapped", env)).__name__}
+    fps = (getattr(env, "metadata", None) or {}).get("render_fps")
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
+        desc["render_fps"] = float(fps)  # LeRobot export's default frame rate
     spec_json = None
     if spec is not None:
         desc["id"] = spec.id
