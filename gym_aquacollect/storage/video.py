@@ -38,8 +38,10 @@ from typing import Any
 import numpy as np
 
 __all__ = ["VideoSettings", "VideoError", "VideoStreamWriter", "decode_frames", "check_frame_shape", "require_av",
-           "LOSSLESS_CODECS"]
+           "LOSSLESS_CODECS", "DECODE_STATS"]
 
+#: Frames decoded by :func:`decode_frames` in this process (what random access costs; bench and tests read it).
+DECODE_STATS = {"frames": 0, "calls": 0}
 #: Codecs whose frames come back bit-exact.
 LOSSLESS_CODECS = ("ffv1",)
 #: Names accepted for H.264 (PyAV's ``h264`` encoder is libx264).
@@ -266,7 +268,9 @@ def decode_frames(source: str | os.PathLike | Any, start: int, count: int, *, ch
         if t0 > 0:
             c.seek(max(0, int((t0 - 0.5 / rate) / tb)), stream=stream, backward=True, any_frame=False)
         got = 0
+        DECODE_STATS["calls"] += 1
         for frame in c.decode(stream):
+            DECODE_STATS["frames"] += 1
             if frame.pts is None:
                 continue
             k = int(round((float(frame.pts * tb) - start_time) * rate)) - start
