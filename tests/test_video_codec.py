@@ -158,3 +158,29 @@ def test_codec_errors_name_the_column(tmp_path):
         ep = load_dataset(p)[0]
         np.testing.assert_array_equal(np.asarray(ep.observations["camera"]),
                                       expected_frames(len(ep) + 1, channels=ch, size=size))
+
+
+def test_isaaclab_stand_in_camera_as_video(tmp_path):
+    torch = pytest.importorskip("torch")
+    from gym_aquacollect.testing.fake_isaaclab import FakeEnvCfg, FakeSceneCfg
+
+    cfg = FakeEnvCfg(scene=FakeSceneCfg(num_envs=4), image_obs=(32, 48), compute_final_obs=True,
+                     terminate_schedule=[[3], [4, 6], [5], [0]])
+    inner = gym.make("Isaac-Fake-v0", cfg=cfg)
+    env = CollectingVectorWrapper(inner, tmp_path / "d", chunk_steps=5, codecs={"camera": VideoCodec.lossless()})
+    env.reset(seed=0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        env.step(torch.rand((4, cfg.action_dim), generator=gen) * 2 - 1)
+    env.close()
+    ds = load_dataset(tmp_path / "d")
+    assert len(ds) >= 10
+    for ep in ds:
+        cam = ep.observations["camera"]
+        assert isinstance(cam, LazyFrames)
+        ids = ep.observations["policy"][:, :3].astype(np.int64)  # env index, episode id, step
+        want = (ids[:, 2] * 7 + ids[:, 0] * 31 + ids[:, 1] * 13) % 256
+        got = np.asarray(cam)
+        # every frame is flat: its colour identifies the sub-env, episode and step it came from
+        np.testing.assert_array_equal(got[:-1, 0, 0, 0], want[:-1])
+        assert (got == got[:, :1, :1, :1]).all()
