@@ -86,8 +86,8 @@ class ColumnCodec:
         """An object with ``write(rows)`` and ``close()`` that encodes into ``fileobj``."""
         raise NotImplementedError
 
-    def decode(self, stream: bytes, start: int, count: int, row_shape: tuple[int, ...]) -> np.ndarray:
-        """Rows ``start .. start + count - 1`` of one stream."""
+    def decode(self, stream: Any, start: int, count: int, row_shape: tuple[int, ...]) -> np.ndarray:
+        """Rows ``start .. start + count - 1`` of one stream (``stream``: a seekable binary file object)."""
         raise NotImplementedError
 
 
@@ -139,8 +139,10 @@ class VideoCodec(ColumnCodec):
     def new_stream_writer(self, fileobj: io.BytesIO, row_shape: tuple[int, ...]) -> VideoStreamWriter:
         return VideoStreamWriter(fileobj, self.settings, fps=_RATE, shape=tuple(row_shape))  # type: ignore[arg-type]
 
-    def decode(self, stream: bytes, start: int, count: int, row_shape: tuple[int, ...]) -> np.ndarray:
-        return decode_frames(io.BytesIO(stream), start, count, channels=int(row_shape[2]), fps=_RATE)
+    def decode(self, stream: Any, start: int, count: int, row_shape: tuple[int, ...]) -> np.ndarray:
+        if isinstance(stream, (bytes, bytearray)):
+            stream = io.BytesIO(stream)
+        return decode_frames(stream, start, count, channels=int(row_shape[2]), fps=_RATE)
 
 
 def codec_from_json(d: Mapping[str, Any]) -> ColumnCodec:
@@ -248,9 +250,9 @@ class CodecColumnReader:
         self.streams = group["streams"][()]
         self.shape = (len(self.rows), *self.row_shape)
 
-    def _stream(self, s: int) -> bytes:
+    def _stream(self, s: int) -> io.RawIOBase:
         off, n, _ = (int(x) for x in self.streams[s])
-        return self.group["blob"][off:off + n].tobytes()
+        return _DatasetSlice(self.group["blob"], off, n)
 
     def decode_rows(self, rows: np.ndarray) -> np.ndarray:
         """The given shard rows (any order), decoding consecutive frames of a stream together."""
@@ -274,6 +276,35 @@ class CodecColumnReader:
                 out[k] = frames[int(m[k, 1]) - f0]
             i = j
         return out
+
+
+class _DatasetSlice(io.RawIOBase):
+    """A read-only, seekable file over bytes ``[offset, offset + length)`` of a 1-D uint8 HDF5 dataset: the
+    decoder reads the container index and the GOP it needs, not the whole stream."""
+
+    def __init__(self, ds: Any, offset: int, length: int) -> None:
+        self.ds, self.offset, self.length, self.pos = ds, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = max(0, {0: pos, 1: self.pos + pos, 2: self.length + pos}[whence])
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        n = max(0, min(len(b), self.length - self.pos))
+        if n:
+            a = self.offset + self.pos
+            b[:n] = self.ds[a:a + n].tobytes()
+            self.pos += n
+        return n
 
 
 class LazyFrames:

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -261,12 +262,14 @@ def decode_frames(source: str | os.PathLike | Any, start: int, count: int, *, ch
     target = str(source) if isinstance(source, (str, os.PathLike)) else source
     with av.open(target, "r") as c:
         stream = c.streams.video[0]
-        stream.thread_type = "AUTO"
+        if count > 8:  # frame threads pay off on long runs; a random access wants low latency
+            stream.thread_type = "AUTO"
         rate = float(fps) if fps else float(stream.average_rate or stream.base_rate)
         t0 = start_time + start / rate
         tb = stream.time_base
         if t0 > 0:
-            c.seek(max(0, int((t0 - 0.5 / rate) / tb)), stream=stream, backward=True, any_frame=False)
+            # at or before frame `start`'s pts whatever the container's rounding: lands on its GOP's keyframe
+            c.seek(max(0, math.floor(t0 / tb - 0.5)), stream=stream, backward=True, any_frame=False)
         got = 0
         DECODE_STATS["calls"] += 1
         for frame in c.decode(stream):
