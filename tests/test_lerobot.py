@@ -288,3 +288,28 @@ def test_grey_frames_come_back_with_one_channel(tmp_path):
 def test_registered_backend():
     b = backends()["lerobot"]
     assert callable(b.export) and callable(b.load)
+
+
+def test_files_roll_over_at_the_size_limits(tmp_path, monkeypatch):
+    import gym_aquacollect.formats.lerobot as lr
+
+    monkeypatch.setattr(lr, "DATA_FILE_MB", 1e-6)
+    monkeypatch.setattr(lr, "VIDEO_FILE_MB", 1e-6)
+    ds = record(tmp_path / "src", n_episodes=3)
+    out = ds.to_lerobot(tmp_path / "lr", progress=False)
+    assert sorted(p.name for p in (out / "data" / "chunk-000").iterdir()) == [
+        "file-000.parquet", "file-001.parquet", "file-002.parquet"]
+    rows = pq.read_table(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
+    assert [r["data/file_index"] for r in rows] == [0, 1, 2]
+    vids = sorted((out / "videos" / "observation.images.camera" / "chunk-000").iterdir())
+    assert len(vids) >= 2  # a new MP4 once the open one passed the limit
+    key = "videos/observation.images.camera/"
+    assert rows[0][key + "from_timestamp"] == 0.0
+    for prev, r in zip(rows, rows[1:]):  # a fresh file starts at t=0; otherwise right after the previous episode
+        want = 0.0 if r[key + "file_index"] != prev[key + "file_index"] else prev[key + "to_timestamp"]
+        assert r[key + "from_timestamp"] == pytest.approx(want)
+    assert len({r[key + "file_index"] for r in rows}) == len(vids)
+    back = load_dataset(out)
+    for a, b in zip(ds, back):
+        np.testing.assert_array_equal(b.observations["joints"], a.observations["joints"])
+        assert np.abs(np.asarray(b.observations["camera"])[:-1].astype(int) - a.observations["camera"][:-1]).mean() < 2

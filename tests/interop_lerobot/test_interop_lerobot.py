@@ -34,9 +34,16 @@ def _run(*args, timeout=600):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
 
 
-def test_lerobot_reads_our_export(tmp_path):
+@pytest.mark.parametrize("small_files", [False, True], ids=["one-file", "rolled-over-files"])
+def test_lerobot_reads_our_export(tmp_path, monkeypatch, small_files):
     sys.path.insert(0, str(Path(__file__).parents[1]))
     from test_lerobot import record
+
+    if small_files:  # data and video files roll over (file-001, ...) as at LeRobot's 100/200 MB limits
+        import gym_aquacollect.formats.lerobot as lr
+
+        monkeypatch.setattr(lr, "DATA_FILE_MB", 1e-6)
+        monkeypatch.setattr(lr, "VIDEO_FILE_MB", 1e-6)
 
     ds = record(tmp_path / "src", n_episodes=3)
     out = ds.to_lerobot(tmp_path / "lr", progress=False)
