@@ -209,6 +209,10 @@ def test_cli_export_info_and_reexport(recorded, tmp_path):
                        text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert str(ds.total_steps) in r.stdout
+    r = subprocess.run([sys.executable, "-m", "gym_aquacollect.cli", "replay", str(out), "--playback"],
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    assert [f"episode {i}: {len(ep)} steps" in r.stdout for i, ep in enumerate(ds)] == [True] * len(ds)
     # a LeRobot dataset re-exports (fps and tasks come from it)
     again = load_dataset(out).to_lerobot(tmp_path / "again", progress=False)
     back = load_dataset(again)
