@@ -199,3 +199,18 @@ def test_coded_dataset_validates_and_exports_to_lerobot(tmp_path):
     for a, b in zip(ds, back):
         err = np.abs(np.asarray(b.observations["camera"])[:-1].astype(int) - np.asarray(a.observations["camera"])[:-1])
         assert err.mean() < 2.0
+
+
+def test_torch_views_decode_coded_columns(tmp_path):
+    pytest.importorskip("torch")
+    from gym_aquacollect.torch_data import TorchDataset
+
+    path = tmp_path / "ds"
+    run(CollectingWrapper(CameraArmEnv(horizon=10), path, codecs={"camera": VideoCodec.lossless()}), 2)
+    ds = load_dataset(path)
+    want = expected_frames(len(ds[0]) + 1)
+    item = TorchDataset(ds)[3]  # transition 3 of episode 0
+    np.testing.assert_array_equal(item["obs"]["camera"].numpy(), want[3])
+    np.testing.assert_array_equal(item["next_obs"]["camera"].numpy(), want[4])
+    ep = TorchDataset(ds, unit="episodes")[0]
+    np.testing.assert_array_equal(ep["observations"]["camera"].numpy(), want)
