@@ -262,10 +262,7 @@ def test_errors_name_the_problem_and_write_nothing(tmp_path):
     odd = record(tmp_path / "odd", n_episodes=1, size=(33, 64))
     with pytest.raises(ExportError, match=r"observation/camera.*33x64.*odd"):
         odd.to_lerobot(tmp_path / "c", progress=False)
-    tiny = record(tmp_path / "tiny", n_episodes=1, size=(16, 16))
-    with pytest.raises(ExportError, match="SVT-AV1"):
-        tiny.to_lerobot(tmp_path / "d", progress=False)
-    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+    assert not (tmp_path / "c").exists()
     # an existing output is kept
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "keep").write_text("x")
@@ -317,3 +314,16 @@ def test_files_roll_over_at_the_size_limits(tmp_path, monkeypatch):
     for a, b in zip(ds, back):
         np.testing.assert_array_equal(b.observations["joints"], a.observations["joints"])
         assert np.abs(np.asarray(b.observations["camera"])[:-1].astype(int) - a.observations["camera"][:-1]).mean() < 2
+
+
+def test_small_uint8_grids_stay_exact_vectors(tmp_path):
+    """MiniGrid-style 7x7x3 uint8 encodings are data, not pictures: exact int64 vectors, no video."""
+    ds = record(tmp_path / "src", n_episodes=2, size=(7, 7))
+    out = ds.to_lerobot(tmp_path / "lr", progress=False)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["features"]["observation.camera"] == {
+        "dtype": "int64", "shape": [147], "names": [f"observation.camera_{i}" for i in range(147)]}
+    assert info["video_path"] is None and not (out / "videos").exists()
+    for a, b in zip(ds, load_dataset(out)):
+        np.testing.assert_array_equal(b.observations["camera"], a.observations["camera"])
+        assert b.observations["camera"].dtype == np.uint8

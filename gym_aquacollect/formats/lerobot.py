@@ -20,7 +20,8 @@ Files roll over to ``file-001`` ... at LeRobot's size limits (100 MB of data, 20
 
 Mapping (frame ``t`` of an episode is observation ``o_t``, the action taken in it and what followed):
     * a flat Box (or Discrete, MultiDiscrete, MultiBinary) observation is ``observation.state``; a uint8
-      ``(H, W, C)`` Box observation with ``C`` in 1, 3, 4 is the video feature ``observation.image``;
+      ``(H, W, C)`` Box observation with ``C`` in 1, 3, 4 and ``H, W >= 32`` is the video feature
+      ``observation.image`` (smaller uint8 grids, e.g. MiniGrid's 7x7x3, stay exact vector features);
     * in a Dict (or Tuple) observation, image-like leaves become ``observation.images.<key>`` video features
       and the other leaves ``observation.<key>`` (nested keys joined with ``.``); Text leaves are refused;
     * the action is ``action`` (Box flattened, Discrete an int64, Dict/Tuple actions flattened as
@@ -137,8 +138,10 @@ class _Feature:
 
 
 def _is_image(space: spaces.Space) -> bool:
+    """uint8 ``(H, W, C)``, C in 1/3/4, at least 32x32 (Minari's rule: smaller uint8 grids such as
+    MiniGrid's 7x7x3 encoding are data, not pictures, and stay exact as vector features)."""
     return (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-            and space.shape[2] in (1, 3, 4))
+            and space.shape[2] in (1, 3, 4) and space.shape[0] >= 32 and space.shape[1] >= 32)
 
 
 def _vector_feature(key: str, source: str, path: tuple[str, ...], space: spaces.Space) -> _Feature:
