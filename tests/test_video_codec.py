@@ -76,11 +76,11 @@ def test_lossy_av1_default_and_random_access_decodes_one_gop(tmp_path):
     ep = load_dataset(path)[0]
     want = expected_frames(len(ep) + 1)
     cam = ep.observations["camera"]
-    video_mod.DECODE_STATS.update(frames=0, calls=0)
-    t = len(ep) - 3
-    frame = cam[t]
-    assert video_mod.DECODE_STATS["frames"] <= 2 + 1, video_mod.DECODE_STATS  # gop=2 (+1 for the seek landing)
-    assert np.abs(frame.astype(int) - want[t]).mean() < 2.5
+    for t in range(len(want)):  # any frame: at most one GOP (2 frames) decoded, not the episode
+        video_mod.DECODE_STATS.update(frames=0, calls=0)
+        frame = cam[t]
+        assert video_mod.DECODE_STATS["frames"] <= 2, (t, video_mod.DECODE_STATS)
+        assert np.abs(frame.astype(int) - want[t]).mean() < 2.5
     video_mod.DECODE_STATS.update(frames=0, calls=0)
     allf = np.asarray(cam)
     assert video_mod.DECODE_STATS["frames"] == len(want)

@@ -268,8 +268,8 @@ def decode_frames(source: str | os.PathLike | Any, start: int, count: int, *, ch
         t0 = start_time + start / rate
         tb = stream.time_base
         if t0 > 0:
-            # at or before frame `start`'s pts whatever the container's rounding: lands on its GOP's keyframe
-            c.seek(max(0, math.floor(t0 / tb - 0.5)), stream=stream, backward=True, any_frame=False)
+            # frame `start`'s pts (to the container's rounding): the seek lands on the keyframe of its GOP
+            c.seek(max(0, math.floor(t0 / tb + 0.5)), stream=stream, backward=True, any_frame=False)
         got = 0
         DECODE_STATS["calls"] += 1
         for frame in c.decode(stream):
