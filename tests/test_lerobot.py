@@ -7,6 +7,7 @@ real ``lerobot`` package needs its own torch; ``make lerobot-interop`` runs test
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -327,3 +328,22 @@ def test_small_uint8_grids_stay_exact_vectors(tmp_path):
     for a, b in zip(ds, load_dataset(out)):
         np.testing.assert_array_equal(b.observations["camera"], a.observations["camera"])
         assert b.observations["camera"].dtype == np.uint8
+
+
+def test_import_never_reads_outside_the_dataset_directory(recorded, tmp_path):
+    _, out = recorded
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    secret = tmp_path / "secret.parquet"
+    shutil.copy(out / "data" / "chunk-000" / "file-000.parquet", secret)
+    info = json.loads((bad / "meta" / "info.json").read_text())
+    info["data_path"] = "../secret.parquet"
+    (bad / "meta" / "info.json").write_text(json.dumps(info))
+    ds = load_dataset(bad)  # metadata only so far
+    with pytest.raises(ExportError, match="outside the dataset directory"):
+        ds[0]
+    info["data_path"] = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    info["video_path"] = "/" + str(tmp_path).strip("/") + "/{video_key}.mp4"
+    (bad / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(ExportError, match="outside the dataset directory"):
+        _ = load_dataset(bad)[0].observations

@@ -669,12 +669,22 @@ def read_lerobot(path: str | os.PathLike) -> MemoryDataset:
     data_cols = [f.key for f in feats if not f.video] + [
         k for k in ("next.reward", "next.done", "next.truncated") if k in info["features"]] + ["episode_index"]
 
+    real_root = root.resolve()
+
+    def inside(rel: str) -> Path:
+        """``root / rel``, refused if it leaves the dataset directory (a dataset never reads outside it)."""
+        p = (root / rel).resolve()
+        if p != real_root and real_root not in p.parents:
+            raise ExportError(f"{root}: meta/info.json points at {rel!r}, outside the dataset directory; refusing "
+                              "to read it")
+        return p
+
     def table_for(chunk: int, file: int) -> dict[str, np.ndarray]:
         key = (chunk, file)
         if key not in cache:
             if len(cache) > 4:
                 cache.pop(next(iter(cache)))
-            p = root / data_path.format(chunk_index=chunk, file_index=file)
+            p = inside(data_path.format(chunk_index=int(chunk), file_index=int(file)))
             t = pq.read_table(p, columns=data_cols)
             cols = {}
             for name in data_cols:
@@ -702,8 +712,8 @@ def read_lerobot(path: str | os.PathLike) -> MemoryDataset:
         actions = None
         for f in feats:
             if f.video:
-                vp = root / video_path.format(video_key=f.key, chunk_index=int(row[f"videos/{f.key}/chunk_index"]),
-                                              file_index=int(row[f"videos/{f.key}/file_index"]))
+                vp = inside(video_path.format(video_key=f.key, chunk_index=int(row[f"videos/{f.key}/chunk_index"]),
+                                              file_index=int(row[f"videos/{f.key}/file_index"])))
                 frames = decode_frames(vp, 0, T, channels=f.channels if f.channels in (1, 3) else 3,
                                        start_time=float(row[f"videos/{f.key}/from_timestamp"]), fps=fps)
                 if f.channels == 4:
