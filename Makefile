@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.aquacollect-installed
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean lerobot-interop
 
 $(STAMP): pyproject.toml .ci/requirements-interop.txt
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
 	$(BIN)/python bench/bench_record.py
+
+# The real lerobot 0.4.4 (the last release for Python 3.11) opens our LeRobot export and we read a dataset it
+# wrote. It pins its own torch, so it gets its own venv (about 8 GB, several minutes): not part of `make test`.
+LEROBOT_VENV ?= .venv-lerobot
+$(LEROBOT_VENV)/.lerobot-installed:
+	$(PY) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEROBOT_VENV)/bin/python -m pip install -q lerobot==0.4.4
+	touch $@
+
+lerobot-interop: $(STAMP) $(LEROBOT_VENV)/.lerobot-installed
+	LEROBOT_PYTHON=$(abspath $(LEROBOT_VENV))/bin/python $(BIN)/python -m pytest -q -rs tests/interop_lerobot
 
 lint: $(STAMP)
 	$(BIN)/ruff check gym_aquacollect tests bench examples

@@ -29,6 +29,7 @@ from .dataset import AgentEpisode, Dataset, Episode, load_dataset
 from .registration import register_envs
 from .replay import ReplayEnv, replay_actions
 from .storage import DatasetFormatError, FlushPolicy, WriterError
+from .storage.codecs import ColumnCodec, VideoCodec
 from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
 
 register_envs()
@@ -54,5 +55,7 @@ __all__ = [
     "DatasetFormatError",
     "ReplayEnv",
     "replay_actions",
+    "VideoCodec",
+    "ColumnCodec",
     "__version__",
 ]

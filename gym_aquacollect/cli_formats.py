@@ -12,6 +12,7 @@ Examples::
     aquacollect export data/cartpole --format d4rl --out cartpole.hdf5
     aquacollect export data/pendulum --format robomimic --out demos.hdf5 --only-successful --teacher-actions
     aquacollect export data/cartpole --format npz --out cartpole.npz
+    aquacollect export data/cam --format lerobot --out lerobot/cam --task "pick the cube" [--fps 30]
     aquacollect validate data/cartpole          # exit status 1 if anything is wrong
     aquacollect replay data/cartpole            # re-execute actions in the recorded env (determinism check)
     aquacollect plot data/cartpole --out returns.png
@@ -53,6 +54,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         kw["actions"] = "teacher" if args.teacher_actions else "executed"
     elif args.format in ("npz", "pickle", "hdf5"):
         kw["include_metadata"] = not args.no_metadata
+    elif args.format == "lerobot":
+        kw.update({k: v for k, v in (("fps", args.fps), ("task", args.task), ("vcodec", args.vcodec),
+                                     ("crf", args.crf), ("gop", args.gop)) if v is not None})
     if args.out is None and args.format != "minari":
         print(f"error: --out is required for --format {args.format}", file=sys.stderr)
         return 2
@@ -159,11 +163,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def add_subcommands(subparsers: Any) -> None:
     """Add ``export``, ``validate``, ``replay`` and ``plot`` to the main parser's subparsers."""
-    p = subparsers.add_parser("export", help="export a dataset to minari, d4rl, robomimic, npz, pickle or hdf5",
+    p = subparsers.add_parser("export", help="export a dataset to minari, d4rl, robomimic, lerobot, npz, pickle or hdf5",
                               description="Export a dataset (any format load_dataset opens) to another format.")
     p.add_argument("path", help="dataset directory or file (also a Minari dataset id)")
     p.add_argument("--format", "-f", required=True,
-                   help="minari | d4rl | robomimic | npz | pickle | hdf5 | a plugin's name")
+                   help="minari | d4rl | robomimic | lerobot | npz | pickle | hdf5 | a plugin's name")
     p.add_argument("--out", "-o", default=None,
                    help="output file; for minari the Minari root directory (default: $MINARI_DATASETS_PATH "
                         "or ~/.minari/datasets)")
@@ -174,6 +178,11 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--teacher-actions", action="store_true",
                    help="robomimic: write the recorded teacher's actions as 'actions'")
     p.add_argument("--no-metadata", action="store_true", help="npz/pickle/hdf5: leave out metadata and infos")
+    p.add_argument("--fps", type=float, help="lerobot: frames per second (default: the env's render_fps)")
+    p.add_argument("--task", help="lerobot: the task text of every episode (default: episode metadata 'task')")
+    p.add_argument("--vcodec", choices=["libsvtav1", "h264"], help="lerobot: video codec (default libsvtav1, AV1)")
+    p.add_argument("--crf", type=int, help="lerobot: video quality, lower is better (default 30)")
+    p.add_argument("--gop", type=int, help="lerobot: keyframe interval in frames (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--allow-pickle", action="store_true", help="allow reading a pickle input (runs its code)")
     p.set_defaults(func=cmd_export)

@@ -449,6 +449,8 @@ class Dataset(ExportMixin):
         if not parts:
             dtype, shape = spec
             return np.zeros((0, *shape), dtype=object if dtype.kind == "O" else dtype)
+        if len(parts) > 1 and all(getattr(p, "lazy_frames", False) for p in parts):
+            return type(parts[0]).concat(parts)  # coded (video) column over several shards: still lazy
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _read_meta(self, at: tuple[int, int]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ and the collectors.
 
 Contents:
     * :class:`ExportMixin` - ``export_for_offline_rl``, ``export_for_teacher_student``, ``to_minari`` and
-      ``export_trajectories``; a class mixes it in and, if it is not a dataset itself, overrides
+      ``export_trajectories``, ``to_lerobot``; a class mixes it in and, if it is not a dataset itself, overrides
       :meth:`ExportMixin._export_source` to return one.
 
 The format code lives in :mod:`gym_aquacollect.formats` and is imported on first use.
@@ -42,6 +42,13 @@ class ExportMixin:
         from gym_aquacollect.formats.minari import to_minari
 
         return to_minari(self._export_source(), dataset_id, **kwargs)
+
+    def to_lerobot(self, out: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write a LeRobotDataset v3.0 directory ``out`` (parquet + AV1 video; ``fps=``, ``task=``, ``vcodec=``,
+        ``crf=``, ...): see :func:`gym_aquacollect.formats.lerobot.write_lerobot`."""
+        from gym_aquacollect.formats.lerobot import write_lerobot
+
+        return write_lerobot(self._export_source(), out, **kwargs)
 
     def export_trajectories(self, path: str | os.PathLike, format: str = "pickle", include_metadata: bool = True,
                             **kwargs: Any) -> Path:

@@ -284,6 +284,8 @@ class SpaceCodec:
         leaf, col = by_path[path]
         if leaf.is_text:
             return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in col]
+        if getattr(col, "lazy_frames", False) and col.dtype == leaf.dtype:
+            return col  # a coded (video) column: decoded on indexing
         return np.asarray(col, dtype=leaf.dtype)
 
 

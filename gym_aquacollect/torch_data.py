@@ -44,6 +44,8 @@ def to_tensors(x: Any) -> Any:
         return {k: to_tensors(v) for k, v in x.items()}
     if isinstance(x, tuple):
         return tuple(to_tensors(v) for v in x)
+    if getattr(x, "lazy_frames", False):  # a video-coded column (storage.codecs.LazyFrames): decode it
+        x = np.asarray(x)
     if isinstance(x, np.ndarray):
         if x.dtype.kind == "O":
             return x.tolist()

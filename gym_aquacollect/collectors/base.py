@@ -119,6 +119,9 @@ def describe_env(env: gym.Env | Any) -> tuple[str | None, dict[str, Any]]:
     """
     spec = getattr(env, "spec", None)
     desc: dict[str, Any] = {"class": type(getattr(env, "unwrapped", env)).__name__}
+    fps = (getattr(env, "metadata", None) or {}).get("render_fps")
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
+        desc["render_fps"] = float(fps)  # LeRobot export's default frame rate
     spec_json = None
     if spec is not None:
         desc["id"] = spec.id
@@ -171,6 +174,8 @@ class BaseCollector(ExportMixin):
         schedule: which episodes to record (see :mod:`gym_aquacollect.collectors.schedules`): a callable
             ``schedule(episode_index) -> bool``; None records every episode.
         dataset_path: the dataset directory itself (overrides ``save_path``/``name``).
+        codecs: per-column storage codecs by observation key, e.g. ``{"camera": VideoCodec()}`` (see
+            :mod:`gym_aquacollect.storage.codecs`); the settings are stored in ``aquacollect.json``.
     """
 
     #: How batched recorders feed this collector: "stream", "episodes" or "transitions" (module docstring).
@@ -192,6 +197,7 @@ class BaseCollector(ExportMixin):
         episode_callbacks: Sequence[Callable[..., Any]] | None = None,
         schedule: Callable[[int], bool] | None = None,
         dataset_path: str | Path | None = None,
+        codecs: dict[str, Any] | None = None,
     ) -> None:
         if dtype_policy not in ("strict", "cast"):
             raise ValueError(f"dtype_policy must be 'strict' or 'cast', got {dtype_policy!r}")
@@ -208,6 +214,7 @@ class BaseCollector(ExportMixin):
         self.step_callbacks = list(step_callbacks or [])
         self.episode_callbacks = list(episode_callbacks or [])
         self.schedule = schedule
+        self.codecs = dict(codecs or {})
         self.observation_space: gym.Space | None = None
         self.action_space: gym.Space | None = None
         self.env_spec: str | None = None
@@ -311,8 +318,14 @@ class BaseCollector(ExportMixin):
         _LIVE_COLLECTORS.add(self)
 
     def _open_writer(self) -> None:
-        self.writer = DatasetWriter(self.dataset_path, self._dataset_meta(), compression=self.compression,
-                                    flush_policy=self.flush_policy)
+        meta, codecs = self._dataset_meta(), None
+        if self.codecs:
+            from ..storage.codecs import resolve_codecs
+
+            codecs = resolve_codecs(self.codecs, self.observation_space)
+            meta["codecs"] = {k.split("/", 1)[1]: c.to_json() for k, c in codecs.items()}
+        self.writer = DatasetWriter(self.dataset_path, meta, compression=self.compression,
+                                    flush_policy=self.flush_policy, codecs=codecs)
 
     def _new_block(self) -> None:
         if not self._slots.acquire(blocking=False):

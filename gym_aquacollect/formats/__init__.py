@@ -3,14 +3,14 @@
 Contents:
     * :func:`export_for_offline_rl` - a Minari dataset and a D4RL-layout HDF5 file in one directory.
     * :func:`export_for_teacher_student` - a robomimic / Isaac Lab demo HDF5 file.
-    * :func:`export` - one format by name (``minari``, ``d4rl``, ``robomimic``, ``npz``, ``pickle``, ``hdf5``
+    * :func:`export` - one format by name (``minari``, ``d4rl``, ``robomimic``, ``lerobot``, ``npz``, ``pickle``, ``hdf5``
       or a plugin's name).
     * :func:`open_foreign` - open a Minari dataset (id or directory), a D4RL file, a robomimic / Isaac Lab file
-      or a trajectory file as a dataset; ``load_dataset`` falls back to it.
+      a LeRobotDataset v3.0 directory or a trajectory file as a dataset; ``load_dataset`` falls back to it.
     * :class:`Backend`, :func:`register_backend`, :func:`backends`, :func:`load_plugins` - the
       ``gym_aquacollect.backends`` entry-point group through which third-party exporters / importers plug in.
 
-Modules: :mod:`.minari`, :mod:`.d4rl`, :mod:`.robomimic`, :mod:`.trajectories`; :mod:`._common` holds the
+Modules: :mod:`.minari`, :mod:`.d4rl`, :mod:`.robomimic`, :mod:`.trajectories`, :mod:`.lerobot`; :mod:`._common` holds the
 in-memory :class:`~gym_aquacollect.formats._common.MemoryDataset` the importers return.
 
 Plugins: a package declares, in its ``pyproject.toml``::
@@ -179,6 +179,24 @@ def _load_minari(path, **kw):
     return read_minari(path)
 
 
+def _export_lerobot(dataset, out, **kw):
+    from gym_aquacollect.formats.lerobot import write_lerobot
+
+    return write_lerobot(dataset, out, **kw)
+
+
+def _can_load_lerobot(path) -> bool:
+    from gym_aquacollect.formats.lerobot import is_lerobot_dir
+
+    return is_lerobot_dir(path)
+
+
+def _load_lerobot(path, **kw):
+    from gym_aquacollect.formats.lerobot import read_lerobot
+
+    return read_lerobot(path)
+
+
 def _can_load_robomimic(path) -> bool:
     from gym_aquacollect.formats.robomimic import is_robomimic_file
 
@@ -211,6 +229,8 @@ D4RL = register_backend(_FnBackend("d4rl", _export_d4rl, _can_load_d4rl, _load_d
 NPZ = register_backend(_FnBackend("npz", *_traj("npz"), "trajectory file (npz)"))
 PICKLE = register_backend(_FnBackend("pickle", *_traj("pickle"), "trajectory file (pickle; loading needs allow_pickle)"))
 HDF5 = register_backend(_FnBackend("hdf5", *_traj("hdf5"), "trajectory file (hdf5)"))
+LEROBOT = register_backend(_FnBackend("lerobot", _export_lerobot, _can_load_lerobot, _load_lerobot,
+                                      "LeRobotDataset v3.0 directory (parquet + AV1 video)"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,7 +250,7 @@ def open_foreign(source: str | os.PathLike, **kwargs: Any) -> Any | None:
 
     ``kwargs`` go to the backend's ``load`` (e.g. ``allow_pickle=True`` for a pickle file).
     """
-    order = ["minari", "robomimic", "d4rl", "hdf5", "npz", "pickle"]
+    order = ["minari", "robomimic", "d4rl", "hdf5", "npz", "pickle", "lerobot"]
     bs = backends()
     names = order + [n for n in bs if n not in order]
     for name in names:

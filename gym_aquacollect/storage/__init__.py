@@ -4,6 +4,8 @@ Contents:
     * :mod:`.writer` - :class:`DatasetWriter` (the thread), :class:`FlushPolicy`, :class:`Block`.
     * :mod:`.shard` - :class:`ShardWriter` / :class:`ShardReader` (columnar HDF5).
     * :mod:`.manifest` - the directory layout and atomic commits.
+    * :mod:`.codecs` - per-column storage codecs (:class:`~.codecs.VideoCodec`: image columns as video).
+    * :mod:`.video` - PyAV video streams: encoder settings, writing frames, GOP-seeking decoding.
 """
 
 from .manifest import DatasetFormatError

@@ -142,8 +142,12 @@ class _DirectColumn:
 class ShardWriter:
     """Append-only writer for one shard file (owned by the writer thread)."""
 
-    def __init__(self, path: Path, compression: Any = None, *, attrs: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path, compression: Any = None, *, attrs: dict[str, Any] | None = None,
+                 codecs: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
+        #: ``{"obs/<column>": ColumnCodec}``: columns stored by a codec (see :mod:`.codecs`)
+        self.codecs = dict(codecs or {})
+        self._coded: dict[str, Any] = {}
         self._ckw = compression_kwargs(compression)
         self._auto = compression == "auto"
         self._direct: dict[str, _DirectColumn] = {}
@@ -212,15 +216,25 @@ class ShardWriter:
         self._direct[full] = _DirectColumn(ds, -1 if self._fd is None else self._fd, level)
         return ds
 
-    def append(self, kind: str, cols: dict[str, np.ndarray], n: int) -> int:
+    def append(self, kind: str, cols: dict[str, np.ndarray], n: int, row_keys: np.ndarray | None = None) -> int:
         """Append ``n`` rows (``cols`` hold at least ``n`` rows each) to ``kind``; returns the start row.
 
-        Columns not given keep their fill value (0 / False / "") on these rows.
+        Columns not given keep their fill value (0 / False / "") on these rows. ``row_keys`` (the episode
+        key of every row) routes rows of coded columns to one stream per episode.
         """
         start = self.rows[kind]
         end = start + n
         if n:
             for name, arr in cols.items():
+                codec = self.codecs.get(f"{kind}/{name}") if self.codecs else None
+                if codec is not None:
+                    from .codecs import CodecColumnWriter
+
+                    col = self._coded.get(f"{kind}/{name}")
+                    if col is None:
+                        col = self._coded[f"{kind}/{name}"] = CodecColumnWriter(codec, arr.shape[1:], arr.dtype)
+                    col.append(start, arr[:n], None if row_keys is None else row_keys[:n])
+                    continue
                 self._dataset(kind, name, arr, end)
                 full = f"{kind}/{name}"
                 direct = self._direct.get(full)
@@ -336,6 +350,8 @@ class ShardWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        for full, col in self._coded.items():
+            col.finish(f.require_group(f"codec/{full}"), self.rows[full.split("/", 1)[0]])
         self._seal_lists()
         seg = (np.concatenate(self._seg_blocks) if self._seg_blocks else np.zeros((0, _SEG_COLS), np.int64))
         f.create_dataset("index/segments", data=seg)
@@ -352,6 +368,8 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Close without finishing (the file is then not part of the dataset)."""
+        for col in self._coded.values():
+            col.abort()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -376,6 +394,12 @@ class ShardReader:
             check_contained(self.file, self.path)
             idx = self.file["index"]
             self.columns = {kind: self._walk(kind) for kind in ("obs", "step")}
+            if "codec" in self.file:  # coded columns (video) look like datasets with dtype / shape
+                from .codecs import CodecColumnReader
+
+                for kind in ("obs", "step"):
+                    for name, ds in self._walk_group(f"codec/{kind}", "rows").items():
+                        self.columns[kind][name] = CodecColumnReader(ds.parent)
             self._check_shapes(idx)
             self.segments = np.asarray(idx["segments"][()], dtype=np.int64).reshape(-1, _SEG_COLS)
             self.episode_key = np.asarray(idx["episode_key"][()], dtype=np.int64).reshape(-1)
@@ -471,6 +495,18 @@ class ShardReader:
         self.file[kind].visititems(visit)
         return out
 
+    def _walk_group(self, where: str, leaf: str) -> dict[str, h5py.Dataset]:
+        out: dict[str, h5py.Dataset] = {}
+        if where not in self.file:
+            return out
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and name.rsplit("/", 1)[-1] == leaf:
+                out[name.rsplit("/", 1)[0]] = obj
+
+        self.file[where].visititems(visit)
+        return out
+
     def episode_meta(self, i: int) -> dict[str, Any]:
         try:
             raw = self._meta_ds[i]
@@ -486,6 +522,10 @@ class ShardReader:
     def read(self, kind: str, name: str, start: int, count: int) -> np.ndarray:
         try:
             ds = self.columns[kind][name]
+            if getattr(ds, "codec", None) is not None:
+                from .codecs import LazyFrames
+
+                return LazyFrames([(ds, start, count)])  # type: ignore[return-value]
             if ds.dtype.kind == "O":
                 return np.asarray(ds.asstr()[start:start + count], dtype=object)
             return ds[start:start + count]

@@ -143,8 +143,11 @@ class DatasetWriter:
         compression: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
         writer_id: str | None = None,
+        codecs: dict[str, Any] | None = None,
     ) -> None:
         compression_kwargs(compression)  # validate early, in the caller's thread
+        #: ``{"obs/<column>": ColumnCodec}`` (see :func:`gym_aquacollect.storage.codecs.resolve_codecs`)
+        self.codecs = dict(codecs or {})
         self.path = Path(path)
         self.meta = init_dataset_dir(self.path, meta)
         self.compression = compression
@@ -264,7 +267,7 @@ class DatasetWriter:
             name = f"{self.writer_id}-{self._seq:06d}.h5"
             self._shard = ShardWriter(
                 self.path / SHARD_DIR / name, self.compression,
-                attrs={"writer_id": self.writer_id, "seq": self._seq},
+                attrs={"writer_id": self.writer_id, "seq": self._seq}, codecs=self.codecs,
             )
         return self._shard
 
@@ -276,7 +279,8 @@ class DatasetWriter:
             return
         self._ensure_room(block)
         shard = self._open_shard()
-        obs0 = shard.append("obs", block.obs, block.n_obs)
+        obs0 = shard.append("obs", block.obs, block.n_obs,
+                            _obs_row_keys(block) if self.codecs and block.n_obs else None)
         step0 = shard.append("step", block.step, block.n_step)
         if isinstance(block.pieces, np.ndarray):
             shard.add_segments(block.pieces, obs0, step0)
@@ -396,6 +400,18 @@ class DatasetWriter:
 
 
 _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
+
+
+def _obs_row_keys(block: Block) -> np.ndarray:
+    """The episode key of every obs row of a block (-1 where no piece covers it), for coded columns."""
+    keys = np.full(block.n_obs, -1, np.int64)
+    if isinstance(block.pieces, np.ndarray):
+        for key, o0, on, _s0, _sn in block.pieces.tolist():
+            keys[o0:o0 + on] = key
+    else:
+        for p in block.pieces:
+            keys[p.obs_start:p.obs_start + p.obs_n] = p.key
+    return keys
 
 
 @atexit.register

@@ -296,6 +296,7 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         dtype_policy: str = "cast",
         chunk_steps: int | None = None,
         autoreset_mode: Any = None,
+        codecs: dict[str, Any] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
@@ -315,7 +316,7 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         self.collector = _make_collector(
             collector, path, u.single_observation_space, u.single_action_space, env, desc,
             compression=compression, record_infos=False, metadata=metadata, flush_policy=flush_policy,
-            dtype_policy=dtype_policy,
+            dtype_policy=dtype_policy, codecs=codecs,
         )
         c = self.collector
         self.teacher = teacher

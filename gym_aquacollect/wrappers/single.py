@@ -101,6 +101,9 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
             action was taken at; stored beside the executed action as ``extras/teacher_actions``.
         flush_policy: when data becomes durable (:class:`~gym_aquacollect.storage.writer.FlushPolicy`).
         dtype_policy: "strict" (reject values of another dtype than the space's) or "cast".
+        codecs: per-column storage codecs by observation key, e.g. ``{"camera": VideoCodec()}``
+            (:class:`~gym_aquacollect.storage.codecs.VideoCodec`: image columns as AV1 video with random
+            access, or ``VideoCodec.lossless()``); encoded in the writer thread.
     """
 
     def __init__(
@@ -115,13 +118,17 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
         teacher: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
         dtype_policy: str = "strict",
+        codecs: dict[str, Any] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy))
         gym.Wrapper.__init__(self, env)
+        if collector is not None and codecs:
+            collector.codecs = dict(codecs)
         self.collector = collector = attach_collector(
             collector, path, env_info(env), compression=compression, record_infos=record_infos,
             metadata=metadata, flush_policy=flush_policy, dtype_policy=dtype_policy,
+            **({"codecs": codecs} if codecs else {}),
         )
         self.teacher = teacher
         self._autoreset = _has_autoreset(env)

@@ -68,6 +68,12 @@ def _make_collector(collector, path, single_obs, single_act, env, description, *
     desc.update(description)
     info = {"observation_space": single_obs, "action_space": single_act, "env_spec": spec_json,
             "env_description": desc}
+    codecs = kw.pop("codecs", None)
+    if codecs:  # per-column storage codecs: one stream per sub-env episode (see storage.codecs)
+        if collector is not None:
+            collector.codecs = dict(codecs)
+        else:
+            kw["codecs"] = codecs
     return attach_collector(collector, path, info, **kw)
 
 
@@ -92,8 +98,8 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
     Args:
         env: a :class:`gymnasium.vector.VectorEnv`, or an Isaac Lab-style batched env (dispatched to
             :class:`~gym_aquacollect.wrappers.isaaclab.CollectingIsaacLabWrapper`).
-        path, collector, compression, record_infos, metadata, flush_policy, dtype_policy: as for
-            :class:`~gym_aquacollect.CollectingWrapper`.
+        path, collector, compression, record_infos, metadata, flush_policy, dtype_policy, codecs: as for
+            :class:`~gym_aquacollect.CollectingWrapper` (a coded column gets one stream per sub-env episode).
         teacher: a callable ``teacher(batched_observation) -> batched_action``, called before each step
             on the observation the actions are taken at; its output is stored beside the executed action
             as the step column ``extras/teacher_actions`` (``episode.extras["teacher_actions"]``), as
@@ -138,6 +144,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         dtype_policy: str = "cast",
         autoreset_mode: AutoresetMode | str | None = None,
         chunk_steps: int | None = None,
+        codecs: dict[str, Any] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy,
@@ -150,7 +157,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
             collector, path, env.single_observation_space, env.single_action_space, env,
             {"num_envs": env.num_envs, "autoreset_mode": self.autoreset_mode, "vector_env": type(env.unwrapped).__name__},
             compression=compression, record_infos=record_infos, metadata=metadata,
-            flush_policy=flush_policy, dtype_policy=dtype_policy,
+            flush_policy=flush_policy, dtype_policy=dtype_policy, codecs=codecs,
         )
         c = self.collector
         self.teacher = teacher
