@@ -176,7 +176,8 @@ def _axes(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) 
              f'<line x1="{_PAD}" y1="10" x2="{_PAD}" y2="{_H - _PAD + 10}" class="ax"/>']
     for f in (0, 0.5, 1):
         xv, yv = x0 + f * (x1 - x0), y0 + f * (y1 - y0)
-        parts.append(f'<text x="{float(sx(xv)):.1f}" y="{_H - _PAD + 24}" class="tk" text-anchor="middle">{_fmt(xv)}</text>')
+        anchor = {0: "start", 0.5: "middle", 1: "end"}[f]
+        parts.append(f'<text x="{float(sx(xv)):.1f}" y="{_H - _PAD + 24}" class="tk" text-anchor="{anchor}">{_fmt(xv)}</text>')
         parts.append(f'<text x="{_PAD - 4}" y="{float(sy(yv)) + 4:.1f}" class="tk" text-anchor="end">{_fmt(yv)}</text>')
     parts.append(f'<text x="{(_W + _PAD) / 2}" y="{_H - 4}" class="lb" text-anchor="middle">{html.escape(xlabel)}</text>')
     parts.append(f'<text x="12" y="{_H / 2}" class="lb" transform="rotate(-90 12 {_H / 2})" '
