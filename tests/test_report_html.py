@@ -180,3 +180,18 @@ def test_screenshot(chromium, reports, tmp_path):
     shot = tmp_path / "shot.png"
     render(chromium, reports["blocks"][1], screenshot=shot)
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_report_of_an_imported_minari_dataset(chromium, reports, tmp_path, monkeypatch):
+    """Any format load_dataset opens gets a report (here our export read back through Minari's files)."""
+    pytest.importorskip("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    src = load_dataset(reports["cartpole"][0])
+    src.to_minari("aquacollect/report-test-v0")
+    page = tmp_path / "m.html"
+    r = subprocess.run([sys.executable, "-m", "gym_aquacollect.cli", "report", "aquacollect/report-test-v0",
+                        "--out", str(page)], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert r.returncode == 0, r.stderr
+    dom, console = render(chromium, page)
+    assert console == [] and f'data-rendered="{len(src)}"' in dom

@@ -172,7 +172,9 @@ class CollectingVecEnv(VecEnvWrapper):
         if "autoreset_mode" in kwargs:
             raise TypeError("CollectingVecEnv: autoreset_mode is fixed (SB3 VecEnvs reset in the same step)")
         super().__init__(venv)
-        self._feed = _Feed(venv)
+        # named after the SB3 VecEnv, as the dataset's env_description["vector_env"] says which env recorded it
+        feed_cls = type(f"{type(_base(venv)).__name__}(SB3)", (_Feed,), {})
+        self._feed = feed_cls(venv)
         self.recorder = CollectingVectorWrapper(self._feed, path, **kwargs)
         self._actions: Any = None
         self._closed = False
