@@ -467,7 +467,7 @@ class Dataset(ExportMixin):
                 several processes; episodes without recorded times, from older datasets, come last in
                 index order).
         """
-        idx = range(len(self)) if episode_indices is None else [int(i) % max(len(self), 1) for i in episode_indices]
+        idx = range(len(self)) if episode_indices is None else [int(i) for i in episode_indices]
         if order == "time":
             t = self.episode_times
             idx = sorted(idx, key=lambda i: (np.isnan(t[i, 1]), 0.0 if np.isnan(t[i, 1]) else t[i, 1],

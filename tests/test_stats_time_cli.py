@@ -276,3 +276,14 @@ def test_record_json_stats_include_interrupted(tmp_path):
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout)
     assert stats["complete_episodes"] + stats["interrupted_episodes"] == stats["total_episodes"]
+
+
+def test_iterate_episodes_indices_and_order(tmp_path):
+    _record_with_cut_episode(tmp_path / "ds")
+    ds = load_dataset(tmp_path / "ds")
+    assert [ep.id for ep in ds.iterate_episodes([2, 0], order="time")] == [0, 2]
+    assert [ep.id for ep in ds.iterate_episodes([2, 0])] == [2, 0]
+    with pytest.raises(IndexError):
+        list(ds.iterate_episodes([len(ds)]))
+    with pytest.raises(IndexError):
+        list(ds.iterate_episodes([len(ds)], order="time"))
