@@ -4,6 +4,7 @@ Contents:
     * ``aquacollect record ENV_ID --steps N --out DIR`` - record a Gymnasium env (random policy, or
       ``--policy module:callable``) and print the dataset's statistics.
     * ``aquacollect info DIR`` - statistics, spaces and layout of a dataset.
+    * ``aquacollect report DIR --out report.html`` - a self-contained HTML report (:mod:`gym_aquacollect.report`).
     * ``export``, ``validate``, ``replay``, ``plot`` - in :mod:`gym_aquacollect.cli_formats`.
     * :func:`main` - the entry point; :func:`build_parser` - the argparse tree (other modules add
       subcommands through :func:`add_command`).
