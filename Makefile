@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml .ci/requirements-interop.txt
 	# real libraries on the other side of the interop tests, installed without their pinned deps
 	$(PIP) install -q --no-deps --ignore-requires-python -r .ci/requirements-interop-nodeps.txt
 	$(PIP) install -q -r .ci/requirements-interop.txt
+	# Debian's chromium renders `aquacollect report` pages in the tests (installed when absent and root)
+	command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "chromium not installed (needs root + apt-get): tests/test_report_html.py will skip"
 	touch $@
 
 install: $(STAMP)

@@ -36,10 +36,60 @@ def _load(path: str, args: argparse.Namespace) -> Any:
     return load_dataset(path, **kw)
 
 
+def success_predicate(args: argparse.Namespace) -> tuple[Any, str] | None:
+    """The success test ``--only-successful`` keeps, and its description; None when not asked.
+
+    ``--success-key KEY``: ``metadata[KEY]`` is true, else the episode's final info ``KEY`` is true;
+    ``--success-final-reward X``: the last reward is >= X; ``--success-return X``: the return is >= X.
+    Several are combined with "and". Without any, success is ``metadata["success"]`` or a final
+    ``success`` / ``is_success`` info (unknown counts as not successful).
+    """
+    import numpy as np
+
+    from gym_aquacollect.formats._common import episode_success
+
+    key, final, ret = args.success_key, args.success_final_reward, args.success_return
+    if not (args.only_successful or key or final is not None or ret is not None):
+        return None
+    tests, what = [], []
+    if key:
+        def by_key(ep: Any) -> bool:
+            m = ep.metadata
+            if key in m:
+                return bool(m[key])
+            v = ep.infos.get(key)
+            if v is None:
+                return False
+            mask = ep.infos.get("_" + key)
+            return bool(np.asarray(v)[-1]) and (mask is None or bool(np.asarray(mask)[-1]))
+        tests.append(by_key)
+        what.append(f"metadata or final info {key!r} is true")
+    if final is not None:
+        tests.append(lambda ep: len(ep) > 0 and float(np.asarray(ep.rewards)[-1]) >= final)
+        what.append(f"final reward >= {final:g}")
+    if ret is not None:
+        tests.append(lambda ep: float(np.sum(ep.rewards)) >= ret)
+        what.append(f"return >= {ret:g}")
+    if not tests:
+        tests.append(lambda ep: episode_success(ep) is True)
+        what.append("metadata['success'] or a final 'success'/'is_success' info is true")
+    return (lambda ep: all(t(ep) for t in tests)), " and ".join(what)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from gym_aquacollect.formats import backends, export
 
     ds = _load(args.path, args)
+    success = success_predicate(args)
+    if success is not None:
+        pred, what = success
+        n_all = len(ds)
+        ds = ds.filter_episodes(pred)
+        if not len(ds):
+            print(f"error: no successful episodes to export: none of the {n_all} episodes has {what}. Define "
+                  "success with --success-key KEY, --success-final-reward X or --success-return X.", file=sys.stderr)
+            return 2
+        print(f"keeping {len(ds)} of {n_all} episodes ({what})")
     kw: dict[str, Any] = {}
     if args.overwrite:
         kw["overwrite"] = True
@@ -50,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.no_jpeg:
             kw["jpeg_encoding"] = False
     elif args.format == "robomimic":
-        kw["only_successful"] = args.only_successful
+        kw["only_successful"] = False  # filtered above (success_predicate), with the command line's definition
         kw["actions"] = "teacher" if args.teacher_actions else "executed"
     elif args.format in ("npz", "pickle", "hdf5"):
         kw["include_metadata"] = not args.no_metadata
@@ -133,25 +183,31 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return 2
     import numpy as np
 
+    from gym_aquacollect.report import timeline
+
     ds = _load(args.path, args)
-    if hasattr(ds, "episode_returns"):
-        returns, lengths = np.asarray(ds.episode_returns), np.asarray(ds.episode_lengths)
-    else:
-        eps = list(ds.iterate_episodes())
-        returns = np.asarray([float(np.sum(e.rewards)) for e in eps])
-        lengths = np.asarray([len(e) for e in eps])
-    x = np.arange(len(returns))
+    # wall-clock order across writers (one learning curve for a multi-writer dataset); episodes cut by
+    # close()/reset()/a crash are drawn apart and left out of the moving mean
+    tl = timeline(ds)
+    x, returns, lengths = tl["x"], tl["return"], tl["length"]
+    cut = tl["interrupted"] != ""
+    ok = ~cut
     fig, (a1, a2) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
-    a1.plot(x, returns, ".", alpha=0.5, label="episode return")
-    if len(returns) >= 5:
-        w = max(2, len(returns) // 20)
-        a1.plot(x[w - 1:], np.convolve(returns, np.ones(w) / w, mode="valid"), label=f"moving mean ({w})")
+    a1.plot(x[ok], returns[ok], ".", alpha=0.5, label="episode return")
+    if cut.any():
+        a1.plot(x[cut], returns[cut], "x", color="tab:orange", label=f"interrupted ({int(cut.sum())})")
+    if ok.sum() >= 5:
+        w = max(2, int(ok.sum()) // 20)
+        a1.plot(x[ok][w - 1:], np.convolve(returns[ok], np.ones(w) / w, mode="valid"), label=f"moving mean ({w})")
     a1.set_ylabel("return")
     a1.legend(loc="best")
-    a2.plot(x, lengths, ".", alpha=0.5)
+    a2.plot(x[ok], lengths[ok], ".", alpha=0.5)
+    if cut.any():
+        a2.plot(x[cut], lengths[cut], "x", color="tab:orange")
     a2.set_ylabel("length (steps)")
-    a2.set_xlabel("episode (in the order they finished)")
-    fig.suptitle(f"{Path(str(args.path)).name}: {len(returns)} episodes, {int(lengths.sum())} steps")
+    a2.set_xlabel(tl["x_label"])
+    fig.suptitle(f"{Path(str(args.path)).name}: {int(ok.sum())} complete + {int(cut.sum())} interrupted episodes, "
+                 f"{int(lengths.sum())} steps")
     fig.tight_layout()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +230,15 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--dataset-id", help="minari: the dataset id, e.g. aquacollect/cartpole/random-v0")
     p.add_argument("--no-jpeg", action="store_true",
                    help="minari: store images raw (lossless; readable by minari >= 0.5.4 only)")
-    p.add_argument("--only-successful", action="store_true", help="robomimic: keep only successful episodes")
+    p.add_argument("--only-successful", action="store_true",
+                   help="keep only successful episodes (any format); success is metadata['success'] or a final "
+                        "'success'/'is_success' info unless defined with the --success-* options")
+    p.add_argument("--success-key", metavar="KEY",
+                   help="success = metadata[KEY] (or the final info KEY) is true (implies --only-successful)")
+    p.add_argument("--success-final-reward", type=float, metavar="X",
+                   help="success = the episode's last reward >= X (implies --only-successful)")
+    p.add_argument("--success-return", type=float, metavar="X",
+                   help="success = the episode's return >= X (implies --only-successful)")
     p.add_argument("--teacher-actions", action="store_true",
                    help="robomimic: write the recorded teacher's actions as 'actions'")
     p.add_argument("--no-metadata", action="store_true", help="npz/pickle/hdf5: leave out metadata and infos")

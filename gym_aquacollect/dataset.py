@@ -477,10 +477,69 @@ class Dataset(ExportMixin):
     def __iter__(self) -> Iterator[Episode]:
         return self.iterate_episodes()
 
-    def iterate_episodes(self, episode_indices: Sequence[int] | None = None) -> Iterator[Episode]:
-        """Iterate episodes (all, in dataset order, or the given indices)."""
-        for i in range(len(self)) if episode_indices is None else episode_indices:
+    def iterate_episodes(self, episode_indices: Sequence[int] | None = None, order: str = "index") -> Iterator[Episode]:
+        """Iterate episodes (all, or the given indices).
+
+        Args:
+            episode_indices: which episodes (default: all).
+            order: ``"index"`` (dataset order: per writer, the order they finished) or ``"time"`` (by
+                wall-clock end, then start, across all writers: one timeline for a dataset recorded by
+                several processes; episodes without recorded times, from older datasets, come last in
+                index order).
+        """
+        idx = range(len(self)) if episode_indices is None else [int(i) for i in episode_indices]
+        if order == "time":
+            t = self.episode_times
+            idx = sorted(idx, key=lambda i: (np.isnan(t[i, 1]), 0.0 if np.isnan(t[i, 1]) else t[i, 1],
+                                             0.0 if np.isnan(t[i, 0]) else t[i, 0], i))
+        elif order != "index":
+            raise ValueError(f"order must be 'index' or 'time', got {order!r}")
+        for i in idx:
             yield self[i]
+
+    # -- per-episode index metadata (read once per shard) -------------------------------------------------
+    def _index_meta(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(interrupted, times)``: per episode the reason it was cut (``""`` for a complete episode:
+        ``"close"``, ``"reset"``, ``"crash"``, ``"invalid_step"``) and ``(t_start, t_end)`` wall-clock
+        seconds (NaN where not recorded)."""
+        cache = self.__dict__.get("_imeta_cache")
+        if cache is not None and cache[0] is self._refs:
+            return cache[1]
+        self._ensure_pid()
+        texts: dict[int, Any] = self.__dict__.setdefault("_meta_texts", {})
+        n = len(self._refs)
+        why = np.full(n, "", dtype=object)
+        times = np.full((n, 2), np.nan)
+        for i, r in enumerate(self._refs):
+            meta: dict[str, Any] = {}
+            if r.meta_at is not None:
+                si, row = r.meta_at
+                if si not in texts:
+                    texts[si] = self._readers[si]._meta_ds.asstr()[()]
+                text = texts[si][row]
+                if '"t_start"' in text or '"interrupted"' in text:
+                    meta = json.loads(text)
+            meta.update(r.extra_meta)
+            why[i] = str(meta.get("interrupted") or "")
+            for j, key in enumerate(("t_start", "t_end")):
+                v = meta.get(key)
+                if isinstance(v, (int, float)):
+                    times[i, j] = float(v)
+        out = (why, times)
+        self.__dict__["_imeta_cache"] = (self._refs, out)
+        return out
+
+    @property
+    def episode_interrupted(self) -> np.ndarray:
+        """Per episode, why it was cut short (``""`` for complete episodes, else ``metadata["interrupted"]``:
+        ``"close"``, ``"reset"``, ``"crash"`` or ``"invalid_step"``)."""
+        return self._index_meta()[0]
+
+    @property
+    def episode_times(self) -> np.ndarray:
+        """``(len(ds), 2)`` wall-clock ``(t_start, t_end)`` of each episode in seconds since the epoch
+        (``metadata["t_start"]`` / ``["t_end"]``; NaN for episodes recorded before times were stored)."""
+        return self._index_meta()[1]
 
     def sample_episodes(self, n: int, seed: int | None = None) -> list[Episode]:
         """``n`` distinct episodes drawn uniformly (reproducible with ``seed``)."""
@@ -519,9 +578,31 @@ class Dataset(ExportMixin):
         return np.asarray([r.ret for r in self._refs], dtype=np.float64)
 
     def statistics(self) -> dict[str, Any]:
-        """total_steps, total_episodes, avg/std/min/max episode length and reward, flag counts, size."""
-        stats = episode_statistics(self.episode_lengths, self.episode_returns,
-                                   np.asarray([r.flags for r in self._refs], dtype=np.uint8))
+        """total_steps, total_episodes, avg/std/min/max episode length and reward, flag counts, size.
+
+        ``total_steps`` / ``total_episodes`` count every stored episode. The length and reward figures
+        (``avg_episode_length``, ``min_episode_length``, ...) are over *complete* episodes only: episodes
+        cut short by ``close()``, an explicit ``reset()``, a crash or an invalid step are counted apart
+        (``interrupted_episodes``, ``interrupted_steps``, ``interrupted_by``), so a 3-step episode cut by
+        ``close()`` does not show as ``min_episode_length 3``. When no episode is complete, the figures
+        are over all episodes and ``episode_figures_over`` says so.
+        """
+        lengths, returns = self.episode_lengths, self.episode_returns
+        flags = np.asarray([r.flags for r in self._refs], dtype=np.uint8)
+        why = self.episode_interrupted
+        cut = why != ""
+        over = "complete episodes" if (~cut).any() or not len(cut) else "all episodes (none is complete)"
+        sel = ~cut if (~cut).any() else np.ones(len(cut), bool)
+        stats = episode_statistics(lengths[sel], returns[sel], flags[sel])
+        stats["total_steps"] = int(lengths.sum()) if len(lengths) else 0
+        stats["total_episodes"] = len(lengths)
+        stats["terminated_episodes"] = int(np.count_nonzero(flags & _TERM))
+        stats["truncated_episodes"] = int(np.count_nonzero(flags & _TRUNC))
+        stats["complete_episodes"] = int(np.count_nonzero(~cut))
+        stats["interrupted_episodes"] = int(np.count_nonzero(cut))
+        stats["interrupted_steps"] = int(lengths[cut].sum()) if cut.any() else 0
+        stats["interrupted_by"] = {k: int(np.count_nonzero(why == k)) for k in sorted(set(why[cut].tolist()))}
+        stats["episode_figures_over"] = over
         stats["shards"] = sum(len(m.shards) for m in self.manifests)
         stats["writers"] = len(self.manifests)
         stats["bytes_on_disk"] = int(sum(s.size for m in self.manifests for s in m.shards))

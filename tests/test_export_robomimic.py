@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import types
 
@@ -47,6 +48,8 @@ def _stub_torchvision():
     tr.functional = trf
     tv.transforms = tr
     tv.models = md
+    for m in (tv, tr, trf, md):  # a spec, so importlib.util.find_spec (torchrl does) works on the stub later
+        m.__spec__ = importlib.machinery.ModuleSpec(m.__name__, None)
     sys.modules.update({"torchvision": tv, "torchvision.transforms": tr,
                         "torchvision.transforms.functional": trf, "torchvision.models": md})
 

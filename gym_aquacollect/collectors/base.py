@@ -376,6 +376,7 @@ class BaseCollector(ExportMixin):
         self._ep_open, self._ep_done = True, False
         self._ep_len0, self._ep_ret0 = 0, 0.0  # length/return of rows already handed over
         self._skip_len, self._skip_ret = 0, 0.0
+        self._ep_t0 = time.time()  # wall-clock start (metadata["t_start"])
         if seed is None and options is None and not metadata:
             self._ep_meta = {"seed": None, "options": None}
         else:
@@ -480,6 +481,7 @@ class BaseCollector(ExportMixin):
         length, ret = self._cur_len(), self._cur_ret()
         meta = self._ep_meta
         meta["terminated"], meta["truncated"] = terminated, truncated
+        meta["t_start"], meta["t_end"] = getattr(self, "_ep_t0", None), time.time()
         if interrupted:
             meta["interrupted"] = interrupted
         if self.episode_callbacks:

@@ -35,6 +35,7 @@ then draws from it (under a lock: the ring is filled by the writer thread). RSS 
 from __future__ import annotations
 
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -342,6 +343,7 @@ class BufferCollector(BaseCollector):
         self._ep_len, self._ep_ret = 0, 0.0
         self._skip_len, self._skip_ret = 0, 0.0
         self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **(metadata or {})}
+        self._ep_t0 = time.time()  # wall-clock start (metadata["t_start"])
         self._fast = self._ep_recording
         if not self._ep_recording:
             return
@@ -403,6 +405,7 @@ class BufferCollector(BaseCollector):
     def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
         meta = self._ep_meta
         meta["terminated"], meta["truncated"] = terminated, truncated
+        meta["t_start"], meta["t_end"] = getattr(self, "_ep_t0", None), time.time()
         if interrupted:
             meta["interrupted"] = interrupted
         if self.episode_callbacks:

@@ -213,9 +213,10 @@ def write_robomimic(
                 data.attrs["total"] = np.int64(total)
                 names.append(name)
             if not names:
-                what = "successful episodes" if only_successful else "episodes with steps"
-                raise ExportError(f"no {what} to export (success is known from metadata['success'] or a final "
-                                  "'success'/'is_success' info)")
+                if only_successful:
+                    raise ExportError("no successful episodes to export (success is known from metadata['success'] "
+                                      "or a final 'success'/'is_success' info)")
+                raise ExportError("no episodes with steps to export")
             rng = np.random.default_rng(split_seed)
             n_valid = int(round(valid_fraction * len(names))) if len(names) > 1 else 0
             valid = set(rng.choice(len(names), size=n_valid, replace=False).tolist()) if n_valid else set()

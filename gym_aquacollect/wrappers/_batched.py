@@ -443,6 +443,8 @@ class Chunk:
     reset: dict[str, Any] | None = None  # {"mask", "obs" (leaf list), "infos", "seeds", "options"}
     release: Callable[[], None] | None = None  # called once the writer no longer needs the buffers
     wait: Callable[[], None] | None = None  # called in the writer thread before reading (device events)
+    t0: float = 0.0  # wall clock when the chunk's first row was taken (time.time())
+    t1: float = 0.0  # wall clock at hand-over; step k's time is interpolated between t0 and t1
 
 
 class BatchedRecorder:
@@ -492,6 +494,8 @@ class BatchedRecorder:
         self.key = np.full(n, -1, np.int64)
         self.length = np.zeros(n, np.int64)
         self.ret = np.zeros(n, np.float64)
+        self.t_start = np.zeros(n, np.float64)  # wall-clock start of each sub-env's open episode
+        self.t_last = np.zeros(n, np.float64)  # wall clock of each sub-env's last recorded row
         self.key_meta: dict[int, dict[str, Any]] = {}  # metadata of episodes opened by an explicit reset
         common = json.dumps({"seed": None, **_jsonable(self.episode_meta)}, default=repr)[:-1]
         self._meta_table = np.array([f'{common}, "env_index": {i}, {_META_SUFFIX[f]}' for i in range(n) for f in range(4)],
@@ -539,6 +543,7 @@ class BatchedRecorder:
     def current(self) -> Chunk:
         if self.chunk is None:
             self.chunk = self._new_chunk()
+            self.chunk.t0 = time.time()
         return self.chunk
 
     def invalidate(self, error: BaseException) -> None:
@@ -560,6 +565,7 @@ class BatchedRecorder:
         if c.k == 0 and c.reset is None:
             c.release()
             return
+        c.t1 = time.time()
         self.writer.submit(lambda w, c=c: self._process(c, w))
 
     def on_reset(self, mask: np.ndarray, obs: Any, infos: Any, seed: Any = None, options: Any = None,
@@ -659,7 +665,8 @@ class BatchedRecorder:
             hit = np.nonzero(pre & self.open & (self.length > 0))[0]
             if len(hit):  # interrupted by an explicit reset: stored truncated
                 end_parts.append(self._ends(hit, self.key[hit], self.length[hit], self.ret[hit],
-                                            np.full(len(hit), _TRUNC, np.uint8), interrupted="reset"))
+                                            np.full(len(hit), _TRUNC, np.uint8), interrupted="reset",
+                                            times=(self.t_start[hit], self.t_last[hit])))
                 end_envs.append(hit)
             dead = self.key[pre & self.open & (self.length == 0)]
             for key in dead.tolist():
@@ -684,6 +691,16 @@ class BatchedRecorder:
         new_keys = np.arange(self._next_key, self._next_key + n_new, dtype=np.int64)
         self._next_key += n_new
         row_key = np.where(cs - base > 0, new_keys[np.maximum(cs - 1, 0)] if n_new else 0, self.key[env])
+        # -- wall-clock time of each row (interpolated over the chunk's steps), first row of each key
+        t1 = c.t1 or time.time()
+        t0 = c.t0 or t1
+        row_t = np.where(kk1 == 0, t0, t0 + (t1 - t0) * (np.maximum(kk1 - 1, 0) / max(K - 1, 1)))
+        kfirst = np.flatnonzero(np.r_[True, row_key[1:] != row_key[:-1]]) if R else np.zeros(0, np.int64)
+        fk, ft = row_key[kfirst], row_t[kfirst]
+        fk_order = np.argsort(fk, kind="stable")
+
+        def start_time(keys: np.ndarray) -> np.ndarray:
+            return ft[fk_order[np.searchsorted(fk[fk_order], keys)]]
         if reset_meta is not None:
             seeds, opts = reset_meta["seeds"], reset_meta["options"]
             rsel = np.nonzero(is_start & (kk1 == 0))[0]
@@ -751,7 +768,9 @@ class BatchedRecorder:
         if len(d):
             d = d[np.lexsort((run_env[d], run_k[d]))]
             flags = np.where(te[last[d]], _TERM, 0) | np.where(tr[last[d]], _TRUNC, 0)
-            end_parts.append(self._ends(run_env[d], run_key[d], run_len[d], run_ret[d], flags, missing_keys))
+            ts = np.where(cont[d], self.t_start[run_env[d]], start_time(run_key[d]))
+            end_parts.append(self._ends(run_env[d], run_key[d], run_len[d], run_ret[d], flags, missing_keys,
+                                        times=(ts, row_t[stepsel[last[d]]])))
             end_envs.append(run_env[d])
         # -- per sub-env state after the chunk
         if R:
@@ -760,6 +779,8 @@ class BatchedRecorder:
             changed = k_l != self.key[e_l]
             self.length[e_l[changed]] = 0
             self.ret[e_l[changed]] = 0.0
+            self.t_start[e_l[changed]] = start_time(k_l[changed])
+            self.t_last[e_l] = row_t[lst]
             self.key[e_l] = k_l
             cur = run_key == self.key[run_env]
             self.length[run_env[cur]] = run_len[cur]
@@ -827,9 +848,11 @@ class BatchedRecorder:
         return json.dumps(meta, default=repr)
 
     def _ends(self, envs: np.ndarray, keys: np.ndarray, lengths: np.ndarray, rets: np.ndarray, flags: np.ndarray,
-              missing: set[int] = frozenset(), interrupted: str | None = None) -> tuple:
+              missing: set[int] = frozenset(), interrupted: str | None = None,
+              times: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
         """Columns of finished episodes. Auto-reset episodes take their metadata JSON from a per-(sub-env,
-        flags) table, so no per-episode dict or ``json.dumps`` is built for them."""
+        flags) table, so no per-episode dict or ``json.dumps`` is built for them; ``times`` (wall-clock
+        start and end per episode) are appended to each JSON text as ``t_start`` / ``t_end``."""
         flags = flags.astype(np.uint8)
         metas = self._meta_table[envs * 4 + flags]
         col = self.collector
@@ -842,6 +865,9 @@ class BatchedRecorder:
         for j in slow:
             metas[j] = self._end_meta(int(envs[j]), int(keys[j]), int(lengths[j]), float(rets[j]), int(flags[j]),
                                       interrupted, int(keys[j]) in missing)
+        if times is not None:
+            metas = np.array([f'{m[:-1]}, "t_start": {a:.6f}, "t_end": {b:.6f}}}'
+                              for m, a, b in zip(metas.tolist(), times[0].tolist(), times[1].tolist())], dtype=object)
         if self.feed != "episodes":  # otherwise the collector counts what it keeps
             col.episode_lengths.extend(lengths.tolist())
             col.episode_returns.extend(rets.tolist())
@@ -937,7 +963,7 @@ class BatchedRecorder:
         hit = np.nonzero(self.open & (self.length > 0))[0]
         dead = self.key[self.open & (self.length == 0)]
         ends = self._ends(hit, self.key[hit], self.length[hit], self.ret[hit], np.full(len(hit), _TRUNC, np.uint8),
-                          interrupted=why) if len(hit) else None
+                          interrupted=why, times=(self.t_start[hit], self.t_last[hit])) if len(hit) else None
         self.open[:] = False
         self.pending[:] = False
         self.length[:] = 0

@@ -24,6 +24,7 @@ output is stored beside the executed action as the step column ``extras/teacher_
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ class TorchChunks:
             c = slot["chunk"]
             c.k, c.reset, c.infos, c.final_obs, c.final_info = 0, None, [], [], []
             c.final_ok[:] = False
+            c.t0 = time.time()
             self.cur = slot
             self.rec.chunk = c
         return self.cur
