@@ -1,0 +1,6 @@
+"""Bridges to training libraries.
+
+Contents:
+    * :mod:`gym_aquacollect.integrations.torch` - ``Dataset.dataloader``: a ``torch.utils.data.DataLoader``
+      of dict batches fetched a batch at a time (needs ``gym_aquacollect[torch]``).
+"""
