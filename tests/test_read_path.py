@@ -304,6 +304,11 @@ def test_interrupted_episode_ends_truncated_at_the_cut(tmp_path):
     last = ds.total_steps - 1
     assert got["truncated"][last] and not got["terminated"][last]
     np.testing.assert_array_equal(got["next_obs"][last], ds[len(ds) - 1].observations[-1])
+    # the episode that reset() cut short also ends truncated at its cut
+    cut = [e for e in range(len(ds)) if ds[e].metadata.get("interrupted") == "reset"]
+    assert cut, "the child's reset(seed=1) should have interrupted a running episode"
+    ends = np.cumsum(ds.episode_lengths) - 1
+    assert all(got["truncated"][ends[e]] and not got["terminated"][ends[e]] for e in cut)
     complete = load_dataset(path)
     assert complete.total_steps == ds.total_steps - 7
     assert len(complete.transitions()["reward"]) == complete.total_steps

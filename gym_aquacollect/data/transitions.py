@@ -275,8 +275,6 @@ class TransitionStore:
             out[ids] = self._read(col, ids)
             if bar is not None:
                 bar.update((b - a) * col.row_nbytes)
-        if col is self._term or col is self._trunc:
-            out[self._last_term if col is self._term else self._last_trunc] = True
         self._cache[col.key] = out
         self._fast = None
         return out
