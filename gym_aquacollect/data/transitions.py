@@ -270,22 +270,47 @@ class TransitionStore:
             return arr
         out = np.empty((col.rows, *col.shape), dtype=col.dtype)
         order = self.storage_order(col.kind)
+        shard, row = self._loc[col.kind]
         for a, b in self.chunks(col.kind, max(256, CHUNK_BYTES // max(1, col.row_nbytes))):
             ids = order[a:b]
-            out[ids] = self._read(col, ids)
+            d0, r0, k = int(ids[0]), int(row[ids[0]]), b - a
+            if int(ids[-1]) - d0 == k - 1 and int(row[ids[-1]]) - r0 == k - 1 and not col.is_text \
+                    and col is not self._term and col is not self._trunc and self._direct(col, int(shard[ids[0]]),
+                                                                                         r0, out, d0, k):
+                pass  # same order on disk and in the dataset: decoded straight into the cache
+            else:
+                out[ids] = self._read(col, ids)
             if bar is not None:
                 bar.update((b - a) * col.row_nbytes)
         self._cache[col.key] = out
         self._fast = None
         return out
 
-    def _read(self, col: _Column, ids: np.ndarray) -> np.ndarray:
-        """Rows ``ids`` of ``col`` (in its episode order) read from the shard files."""
+    def _direct(self, col: _Column, s: int, r0: int, out: np.ndarray, d0: int, k: int) -> bool:
+        """Decode rows ``r0:r0+k`` of shard ``s`` straight into ``out[d0:d0+k]`` (one copy); False when
+        this shard lacks the column or its dtype differs (the general path handles those)."""
+        self._ds._ensure_pid()
+        reader = self._ds._readers[s]
+        h5 = reader.columns[col.kind].get(col.name)
+        if h5 is None or h5.dtype != col.dtype or h5.shape[0] < r0 + k:
+            return False
+        try:
+            h5.read_direct(out, source_sel=np.s_[r0:r0 + k], dest_sel=np.s_[d0:d0 + k])
+        except (OSError, ValueError, RuntimeError, TypeError) as e:
+            raise DatasetFormatError(
+                f"{reader.path}: cannot read column {col.kind}/{col.name} rows {r0}..{r0 + k} "
+                f"({type(e).__name__}: {e}); the shard is corrupt. Run `aquacollect validate`."
+            ) from None
+        return True
+
+    def _read(self, col: _Column, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``ids`` of ``col`` (in its episode order) read from the shard files (into ``out``)."""
         ds = self._ds
         ds._ensure_pid()
         shard, row = self._loc[col.kind]
         sh, rows = shard[ids], row[ids]
-        out = np.empty((len(ids), *col.shape), dtype=col.dtype)
+        if out is None:
+            out = np.empty((len(ids), *col.shape), dtype=col.dtype)
         if not len(ids):
             return out
         groups: Any = [(int(sh[0]), slice(None))] if (sh == sh[0]).all() else [
@@ -303,7 +328,8 @@ class TransitionStore:
                     block = reader.read(col.kind, col.name, lo, hi - lo)
                     if len(block) < hi - lo:
                         raise ValueError(f"rows {lo}..{hi} requested, the column holds {len(h5)}")
-                    out[m] = block[r - lo]
+                    out[m] = block if len(r) == hi - lo and r[-1] - r[0] == len(r) - 1 and (
+                        len(r) < 2 or bool((np.diff(r) == 1).all())) else block[r - lo]
                 else:  # sparse: read the distinct rows only
                     u, inv = np.unique(r, return_inverse=True)
                     src = h5.asstr() if col.is_text else h5
@@ -338,6 +364,10 @@ class TransitionStore:
         o = self.t_obs[ids]
         o1 = o + 1
         for c in self._obs_cols:
+            if with_next and c.key not in self._planned:  # one read of the rows for both
+                both = self._read(c, np.concatenate((o, o1)))
+                out["obs/" + c.name], out["next_obs/" + c.name] = both[:len(o)], both[len(o):]
+                continue
             out["obs/" + c.name] = self._get(c, o)
             if with_next:
                 out["next_obs/" + c.name] = self._get(c, o1)
@@ -428,25 +458,83 @@ class TransitionStore:
         if shuffle:
             sb = SHUFFLE_BYTES if shuffle_bytes is None else int(shuffle_bytes)
             window = max(1, sb // max(1, CHUNK_BYTES))
+        bufs: dict[str, np.ndarray] = {}
         carry: dict[str, np.ndarray] | None = None
         for w in range(0, len(mine), window):
-            ids = np.concatenate([order[a:b] for a, b in mine[w:w + window]])
-            if shuffle:
-                ids = ids[rng.permutation(len(ids))]
-            part = self.flat_batch(ids)
-            if index:
-                part["index"] = ids
+            part = self._read_window([order[a:b] for a, b in mine[w:w + window]], bufs, index)
+            m = len(part["ids"])
+            sel = rng.permutation(m) if shuffle else np.arange(m)
+            start = 0
             if carry is not None:
-                part = {k: np.concatenate((carry[k], v)) for k, v in part.items()}
-                carry = None
-            n = len(part["reward"])
-            full = n - n % batch_size
-            for s in range(0, full, batch_size):
-                yield {k: v[s:s + batch_size] for k, v in part.items()}
-            if full < n:
-                carry = {k: v[full:] for k, v in part.items()}
+                need = batch_size - len(carry["reward"])
+                head = self._take(part, sel[:need])
+                part_batch = {k: np.concatenate((carry[k], v)) for k, v in head.items()}
+                carry, start = None, min(need, m)
+                if len(part_batch["reward"]) < batch_size:
+                    carry = part_batch
+                    continue
+                yield part_batch
+            full = start + (m - start) // batch_size * batch_size
+            for s in range(start, full, batch_size):
+                yield self._take(part, sel[s:s + batch_size])
+            if full < m:
+                carry = self._take(part, sel[full:])
         if carry is not None and not drop_last:
             yield carry
+
+    def _read_window(self, chunk_ids: list[np.ndarray], bufs: dict[str, np.ndarray], index: bool) -> dict[str, Any]:
+        """Read the chunks of one shuffle window, each in storage order, into reused buffers. Observation
+        columns hold each chunk's ``obs`` rows then its ``next_obs`` rows (one read serves both);
+        ``pos_obs`` / ``pos_next`` say where a window position's rows are."""
+        m = sum(len(c) for c in chunk_ids)
+        ids = np.concatenate(chunk_ids) if len(chunk_ids) > 1 else chunk_ids[0]
+        pos_obs = np.empty(m, np.int64)
+        pos_next = np.empty(m, np.int64)
+
+        def buf(key: str, col: _Column, rows: int) -> np.ndarray:
+            b = bufs.get(key)
+            if b is None or len(b) < rows:
+                b = bufs[key] = np.empty((rows, *col.shape), dtype=col.dtype)
+            return b
+
+        off = 0
+        for c_ids in chunk_ids:
+            k = len(c_ids)
+            pos_obs[off:off + k] = np.arange(2 * off, 2 * off + k)
+            pos_next[off:off + k] = np.arange(2 * off + k, 2 * off + 2 * k)
+            o = self.t_obs[c_ids]
+            both = np.concatenate((o, o + 1))
+            for c in self._obs_cols:
+                dest = buf("obs/" + c.name, c, 2 * m)[2 * off:2 * off + 2 * k]
+                if c.key in self._planned:
+                    np.take(self._load_column(c), both, axis=0, out=dest)
+                else:
+                    self._read(c, both, dest)
+            for c in self.columns[len(self._obs_cols):]:
+                dest = buf(c.key, c, m)[off:off + k]
+                if c.key in self._planned:
+                    np.take(self._load_column(c), c_ids, axis=0, out=dest)
+                else:
+                    self._read(c, c_ids, dest)
+            off += k
+        return {"ids": ids, "pos_obs": pos_obs, "pos_next": pos_next, "bufs": bufs, "index": index}
+
+    def _take(self, part: dict[str, Any], sel: np.ndarray) -> dict[str, np.ndarray]:
+        """Window positions ``sel`` as a flat batch (fresh arrays: the window's buffers are reused)."""
+        bufs = part["bufs"]
+        out: dict[str, np.ndarray] = {}
+        po, pn = part["pos_obs"][sel], part["pos_next"][sel]
+        for c in self._obs_cols:
+            b = bufs["obs/" + c.name]
+            out["obs/" + c.name], out["next_obs/" + c.name] = b[po], b[pn]
+        for c in self._act_cols:
+            out["action/" + c.name] = bufs[c.key][sel]
+        out["reward"] = bufs[self._rew.key][sel]
+        out["terminated"] = bufs[self._term.key][sel]
+        out["truncated"] = bufs[self._trunc.key][sel]
+        if part["index"]:
+            out["index"] = part["ids"][sel]
+        return out
 
     # -- pickling: the cache stays behind (each process decodes what it uses) --------------------------
     def __getstate__(self) -> dict[str, Any]:
