@@ -413,3 +413,36 @@ def test_corrupt_column_is_named(cartpole, tmp_path):
     ds = load_dataset(path, cache_bytes=0)
     with pytest.raises(DatasetFormatError, match=str(shard.name)):
         ds.transitions()
+
+
+def test_empty_dataset_and_filtered_views(cartpole, tmp_path):
+    with CollectingWrapper(gym.make("CartPole-v1"), tmp_path / "empty") as env:
+        env.reset(seed=0)
+    empty = load_dataset(tmp_path / "empty")
+    assert empty.total_steps == 0
+    with pytest.raises(ValueError, match="no transitions"):
+        empty.sample(1)
+    assert empty.transitions()["obs"].shape == (0, 4)
+    assert list(empty.dataloader(4)) == []
+    # a filtered view has its own transition index (episodes renumbered from 0)
+    ds = load_dataset(cartpole)
+    ds.sample(1)
+    for budget in (None, 0):
+        view = load_dataset(cartpole, cache_bytes=budget).filter_episodes(lambda e: len(e) > 20)
+        assert 0 < view.total_steps < ds.total_steps
+        assert_same(view.transitions(), reference(view))
+        seen = np.concatenate([b["index"].numpy() for b in view.dataloader(50, index=True)])
+        assert np.array_equal(np.sort(seen), np.arange(view.total_steps))
+
+
+@pytest.mark.parametrize("budget", ["cached", "none"])
+def test_dataloader_spawned_workers(cartpole, budget):
+    ds = load_dataset(cartpole, cache_bytes=BUDGETS[budget])
+    ref = reference(ds)
+    loader = ds.dataloader(256, num_workers=2, index=True, multiprocessing_context="spawn", seed=1)
+    seen = []
+    for batch in loader:
+        idx = batch["index"].numpy()
+        assert_same(_to_numpy({k: v for k, v in batch.items() if k != "index"}), _take(ref, idx))
+        seen.append(idx)
+    assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(ds.total_steps))
