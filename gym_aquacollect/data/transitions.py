@@ -330,10 +330,9 @@ class TransitionStore:
                         raise ValueError(f"rows {lo}..{hi} requested, the column holds {len(h5)}")
                     out[m] = block if len(r) == hi - lo and r[-1] - r[0] == len(r) - 1 and (
                         len(r) < 2 or bool((np.diff(r) == 1).all())) else block[r - lo]
-                else:  # sparse: read the distinct rows only
+                else:  # sparse: one read per HDF5 chunk touched (each chunk is decoded once)
                     u, inv = np.unique(r, return_inverse=True)
-                    src = h5.asstr() if col.is_text else h5
-                    out[m] = np.asarray(src[u])[inv]
+                    out[m] = self._sparse(reader, h5, col, u)[inv]
             except DatasetFormatError:
                 raise
             except (OSError, ValueError, RuntimeError, TypeError, IndexError) as e:
@@ -346,6 +345,21 @@ class TransitionStore:
             if len(last):
                 pos = np.minimum(np.searchsorted(last, ids), len(last) - 1)
                 out[last[pos] == ids] = True
+        return out
+
+    @staticmethod
+    def _sparse(reader: Any, h5: Any, col: _Column, rows: np.ndarray) -> np.ndarray:
+        """Sorted distinct ``rows`` of one shard column: rows that share an HDF5 chunk come from one read
+        of their span (h5py's fancy indexing is far slower for scattered rows)."""
+        out = np.empty((len(rows), *col.shape), dtype=col.dtype)
+        chunk = rows // (h5.chunks[0] if h5.chunks else 1)
+        cuts = [0, *(np.nonzero(np.diff(chunk))[0] + 1).tolist(), len(rows)]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            lo, hi = int(rows[a]), int(rows[b - 1]) + 1
+            block = reader.read(col.kind, col.name, lo, hi - lo)
+            if len(block) < hi - lo:
+                raise ValueError(f"rows {lo}..{hi} requested, the column holds {len(h5)}")
+            out[a:b] = block[rows[a:b] - lo]
         return out
 
     def _get(self, col: _Column, ids: Any) -> np.ndarray:
@@ -483,57 +497,84 @@ class TransitionStore:
             yield carry
 
     def _read_window(self, chunk_ids: list[np.ndarray], bufs: dict[str, np.ndarray], index: bool) -> dict[str, Any]:
-        """Read the chunks of one shuffle window, each in storage order, into reused buffers. Observation
-        columns hold each chunk's ``obs`` rows then its ``next_obs`` rows (one read serves both);
-        ``pos_obs`` / ``pos_next`` say where a window position's rows are."""
+        """Read the uncached columns of one shuffle window's chunks, each chunk in storage order, into
+        reused buffers (cached columns are gathered from the cache by :meth:`_take`). An observation
+        column's rows for a chunk are one span of its shard, read once straight into the buffer, which
+        serves both ``obs`` and ``next_obs``; ``pos_obs`` / ``pos_next`` say where each position's rows are."""
         m = sum(len(c) for c in chunk_ids)
         ids = np.concatenate(chunk_ids) if len(chunk_ids) > 1 else chunk_ids[0]
-        pos_obs = np.empty(m, np.int64)
-        pos_next = np.empty(m, np.int64)
+        pos_obs, pos_next = np.empty(m, np.int64), np.empty(m, np.int64)
+        obs_todo = [c for c in self._obs_cols if c.key not in self._planned]
+        step_todo = [c for c in self.columns[len(self._obs_cols):] if c.key not in self._planned]
+        shard, row = self._loc["obs"]
+        plan, base, off = [], 0, 0
+        for c_ids in chunk_ids:  # layout: one span per chunk when its obs rows are dense in one shard
+            k = len(c_ids)
+            o = self.t_obs[c_ids]
+            if obs_todo:
+                sh, ro = shard[o], row[o]
+                ro1 = row[o + 1]
+                lo, hi = int(min(ro.min(), ro1.min())), int(max(ro.max(), ro1.max())) + 1
+                if (sh == sh[0]).all() and (shard[o + 1] == sh[0]).all() and hi - lo <= 2 * k + 4096:
+                    pos_obs[off:off + k], pos_next[off:off + k] = base + ro - lo, base + ro1 - lo
+                    plan.append((c_ids, o, off, base, (int(sh[0]), lo, hi)))
+                    base += hi - lo
+                else:
+                    pos_obs[off:off + k] = np.arange(base, base + k)
+                    pos_next[off:off + k] = np.arange(base + k, base + 2 * k)
+                    plan.append((c_ids, o, off, base, None))
+                    base += 2 * k
+            else:
+                plan.append((c_ids, o, off, base, None))
+            off += k
 
         def buf(key: str, col: _Column, rows: int) -> np.ndarray:
             b = bufs.get(key)
             if b is None or len(b) < rows:
-                b = bufs[key] = np.empty((rows, *col.shape), dtype=col.dtype)
+                b = bufs[key] = np.empty((max(rows, 1), *col.shape), dtype=col.dtype)
             return b
 
-        off = 0
-        for c_ids in chunk_ids:
+        ds = self._ds
+        for c_ids, o, off, start, span in plan:
             k = len(c_ids)
-            pos_obs[off:off + k] = np.arange(2 * off, 2 * off + k)
-            pos_next[off:off + k] = np.arange(2 * off + k, 2 * off + 2 * k)
-            o = self.t_obs[c_ids]
-            both = np.concatenate((o, o + 1))
-            for c in self._obs_cols:
-                dest = buf("obs/" + c.name, c, 2 * m)[2 * off:2 * off + 2 * k]
-                if c.key in self._planned:
-                    np.take(self._load_column(c), both, axis=0, out=dest)
+            for c in obs_todo:
+                b = buf(c.key, c, base)
+                if span is None:
+                    self._read(c, np.concatenate((o, o + 1)), b[start:start + 2 * k])
+                    continue
+                s, lo, hi = span
+                ds._ensure_pid()
+                reader = ds._readers[s]
+                h5 = reader.columns["obs"].get(c.name)
+                if h5 is None:
+                    b[start:start + hi - lo] = "" if c.is_text else 0
+                elif not c.is_text and h5.dtype == c.dtype and h5.shape[0] >= hi:
+                    self._direct(c, s, lo, b, start, hi - lo)
                 else:
-                    self._read(c, both, dest)
-            for c in self.columns[len(self._obs_cols):]:
-                dest = buf(c.key, c, m)[off:off + k]
-                if c.key in self._planned:
-                    np.take(self._load_column(c), c_ids, axis=0, out=dest)
-                else:
-                    self._read(c, c_ids, dest)
-            off += k
+                    b[start:start + hi - lo] = reader.read("obs", c.name, lo, hi - lo)
+            for c in step_todo:
+                self._read(c, c_ids, buf(c.key, c, m)[off:off + k])
         return {"ids": ids, "pos_obs": pos_obs, "pos_next": pos_next, "bufs": bufs, "index": index}
 
     def _take(self, part: dict[str, Any], sel: np.ndarray) -> dict[str, np.ndarray]:
         """Window positions ``sel`` as a flat batch (fresh arrays: the window's buffers are reused)."""
         bufs = part["bufs"]
+        ids = part["ids"][sel]
         out: dict[str, np.ndarray] = {}
-        po, pn = part["pos_obs"][sel], part["pos_next"][sel]
+        o = None
         for c in self._obs_cols:
-            b = bufs["obs/" + c.name]
-            out["obs/" + c.name], out["next_obs/" + c.name] = b[po], b[pn]
-        for c in self._act_cols:
-            out["action/" + c.name] = bufs[c.key][sel]
-        out["reward"] = bufs[self._rew.key][sel]
-        out["terminated"] = bufs[self._term.key][sel]
-        out["truncated"] = bufs[self._trunc.key][sel]
+            if c.key in self._planned:
+                o = self.t_obs[ids] if o is None else o
+                arr = self._load_column(c)
+                out["obs/" + c.name], out["next_obs/" + c.name] = arr[o], arr[o + 1]
+            else:
+                b = bufs[c.key]
+                out["obs/" + c.name], out["next_obs/" + c.name] = b[part["pos_obs"][sel]], b[part["pos_next"][sel]]
+        for key, c in [*(("action/" + c.name, c) for c in self._act_cols), ("reward", self._rew),
+                       ("terminated", self._term), ("truncated", self._trunc)]:
+            out[key] = self._load_column(c)[ids] if c.key in self._planned else bufs[c.key][sel]
         if part["index"]:
-            out["index"] = part["ids"][sel]
+            out["index"] = ids
         return out
 
     # -- pickling: the cache stays behind (each process decodes what it uses) --------------------------
