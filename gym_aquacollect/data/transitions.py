@@ -295,7 +295,9 @@ class TransitionStore:
         if h5 is None or h5.dtype != col.dtype or h5.shape[0] < r0 + k:
             return False
         try:
-            h5.read_direct(out, source_sel=np.s_[r0:r0 + k], dest_sel=np.s_[d0:d0 + k])
+            # into a view of exactly the destination rows: HDF5 is ~7x slower with a row selection of a
+            # large memory space (measured)
+            h5.read_direct(out[d0:d0 + k], source_sel=np.s_[r0:r0 + k])
         except (OSError, ValueError, RuntimeError, TypeError) as e:
             raise DatasetFormatError(
                 f"{reader.path}: cannot read column {col.kind}/{col.name} rows {r0}..{r0 + k} "
