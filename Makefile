@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml .ci/requirements-interop.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test,ray]"
+	# bench/bench_read.py's TorchRL baseline; these pins install against torch 2.13.0 without changing it
+	$(PIP) install -q torchrl==0.14.1 tensordict==0.14.3
 	# real libraries on the other side of the interop tests, installed without their pinned deps
 	$(PIP) install -q --no-deps --ignore-requires-python -r .ci/requirements-interop-nodeps.txt
 	$(PIP) install -q -r .ci/requirements-interop.txt

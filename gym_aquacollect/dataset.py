@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from .storage.shard import ShardReader
 __all__ = ["load_dataset", "Dataset", "Episode", "AgentEpisode", "episode_statistics", "register_loader", "DatasetFormatError"]
 
 _TERM, _TRUNC = 1, 2
+_RECENT_EPISODES = 4  # Dataset.__getitem__ keeps this many Episode objects (with their decoded fields)
 
 
 def episode_statistics(lengths: np.ndarray, returns: np.ndarray, flags: np.ndarray) -> dict[str, Any]:
@@ -284,13 +286,20 @@ class Dataset(ExportMixin):
             first opened, and corrupt or missing shards and manifests are left out (logged by name,
             listed in :attr:`skipped`) with the episodes that had rows in them, instead of raising
             :class:`DatasetFormatError`.
+        cache_bytes: memory budget for the decoded columns that :meth:`sample`, :meth:`transitions` and
+            :meth:`dataloader` cache (None: a quarter of physical memory; 0: always read from disk).
+            Datasets whose columns exceed it are streamed; see :mod:`gym_aquacollect.data.transitions`.
 
     A Dataset can be pickled (sent to another process, a Ray task or a spawned DataLoader worker): the
     copy reopens the shard files itself, as does a Dataset used in a forked child.
     """
 
-    def __init__(self, path: str | os.PathLike, *, include_partial: bool = False, skip_corrupt: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, *, include_partial: bool = False, skip_corrupt: bool = False,
+                 cache_bytes: int | None = None) -> None:
         self.path = Path(path)
+        self.cache_bytes = cache_bytes
+        self._store: Any = None
+        self._recent: OrderedDict[int, Episode] = OrderedDict()
         self.include_partial = include_partial
         self.skip_corrupt = skip_corrupt
         #: files left out in ``skip_corrupt`` mode: relative path -> why
@@ -404,6 +413,7 @@ class Dataset(ExportMixin):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_readers"] = [r.path for r in self._readers]
+        state["_recent"] = OrderedDict()  # decoded episodes stay behind
         del state["_obs_codec"], state["_act_codec"]  # hold closures; rebuilt from the spaces
         return state
 
@@ -472,7 +482,16 @@ class Dataset(ExportMixin):
         if not -n <= i < n:
             raise IndexError(f"episode {i} out of range: the dataset has {n} episodes")
         i = int(i) % n
-        return Episode(self, i, self._refs[i])
+        # the last few episodes are kept, so `ds[0].observations[t]` in a loop decodes episode 0 once
+        recent, ref = self._recent, self._refs[i]
+        ep = recent.get(i)
+        if ep is None or ep._ref is not ref or ep._ds is not self:
+            ep = recent[i] = Episode(self, i, ref)
+            if len(recent) > _RECENT_EPISODES:
+                recent.popitem(last=False)
+        else:
+            recent.move_to_end(i)
+        return ep
 
     def __iter__(self) -> Iterator[Episode]:
         return self.iterate_episodes()
@@ -636,6 +655,55 @@ class Dataset(ExportMixin):
         from .distributed import to_ray
 
         return to_ray(self, unit=unit, **kwargs)
+
+    # -- reading for training (gym_aquacollect.data.transitions, gym_aquacollect.integrations.torch) ---
+    def transition_store(self) -> Any:
+        """The :class:`~gym_aquacollect.data.transitions.TransitionStore` behind :meth:`sample`,
+        :meth:`transitions` and :meth:`dataloader` (built on first use, again after :meth:`refresh`)."""
+        store = self._store
+        if store is None or store._ds is not self or store._refs is not self._refs:
+            from .data.transitions import TransitionStore
+
+            store = self._store = TransitionStore(self, self.cache_bytes)
+        return store
+
+    def sample(self, batch_size: int, *, seed: int | None = None) -> dict[str, Any]:
+        """``batch_size`` transitions drawn uniformly (with replacement) from the whole dataset.
+
+        Returns the keys of ``BufferCollector.sample``: ``obs``, ``action``, ``reward`` (float32),
+        ``next_obs``, ``terminated``, ``truncated`` (bool), nested like the spaces for Dict/Tuple spaces.
+        ``next_obs`` of an episode's last step is that episode's final observation. The first call
+        decodes the columns that fit ``cache_bytes`` into RAM. ``seed`` makes the draw reproducible.
+
+        Example:
+            >>> import tempfile, gymnasium as gym
+            >>> from gym_aquacollect import CollectingWrapper
+            >>> path = tempfile.mkdtemp() + "/ds"
+            >>> with CollectingWrapper(gym.make("CartPole-v1"), path) as env:
+            ...     _ = env.reset(seed=0)
+            ...     for _ in range(30):
+            ...         *_, term, trunc, _ = env.step(0)
+            ...         if term or trunc:
+            ...             _ = env.reset()
+            >>> ds = load_dataset(path)
+            >>> b = ds.sample(4, seed=1)
+            >>> b["obs"].shape, b["action"].shape, b["terminated"].dtype
+            ((4, 4), (4,), dtype('bool'))
+        """
+        return self.transition_store().sample(batch_size, seed=seed)
+
+    def transitions(self) -> dict[str, Any]:
+        """Every transition in dataset order as flat arrays with the keys of :meth:`sample` (for d3rlpy,
+        JAX or numpy users); ``obs`` / ``next_obs`` are both materialised."""
+        return self.transition_store().transitions()
+
+    def dataloader(self, batch_size: int, *, shuffle: bool = True, num_workers: int = 0,
+                   unit: str = "transitions", **kwargs: Any) -> Any:
+        """A ``torch.utils.data.DataLoader`` yielding dict batches of tensors, fetched a batch at a time;
+        see :func:`gym_aquacollect.integrations.torch.make_dataloader` (needs torch)."""
+        from .integrations.torch import make_dataloader
+
+        return make_dataloader(self, batch_size, shuffle=shuffle, num_workers=num_workers, unit=unit, **kwargs)
 
     def as_torch_dataset(self, unit: str = "transitions", **kwargs: Any) -> Any:
         """A ``torch.utils.data.Dataset`` view for DataLoaders with worker processes (each opens its own

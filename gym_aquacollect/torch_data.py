@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import Dataset, _Ref
+from .dataset import Dataset
 
 __all__ = ["TorchDataset", "to_tensors"]
 
@@ -55,34 +55,14 @@ def to_tensors(x: Any) -> Any:
     return x
 
 
-def _rows(ds: Dataset, ref: _Ref, kind: str, name: str, start: int, count: int) -> np.ndarray:
-    """Rows ``start:start+count`` of one episode's column (across its segments) without reading the rest."""
-    ds._ensure_pid()
-    parts = []
-    pos = 0
-    for si, o0, on, s0, sn in ref.segments:
-        seg_start, seg_n = (o0, on) if kind == "obs" else (s0, sn)
-        lo, hi = max(start, pos), min(start + count, pos + seg_n)
-        if lo < hi:
-            r = ds._readers[si]
-            if name in r.columns[kind]:
-                parts.append(r.read(kind, name, seg_start + lo - pos, hi - lo))
-            else:
-                dtype, shape = ds._columns[kind][name]
-                parts.append(np.zeros((hi - lo, *shape), dtype=object if dtype.kind == "O" else dtype))
-        pos += seg_n
-        if pos >= start + count:
-            break
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
 class TorchDataset:
     """A map-style ``torch.utils.data.Dataset`` over a :class:`~gym_aquacollect.Dataset`.
 
     Args:
         dataset: the dataset (or a path to one).
         unit: ``"transitions"`` (one item per step: ``obs``, ``action``, ``reward``, ``next_obs``,
-            ``terminated``, ``truncated``, ``episode_id``, ``t``) or ``"episodes"`` (one item per
+            ``terminated``, ``truncated``, ``episode_id``, ``t``; ``reward`` is float32 as in
+            :meth:`Dataset.sample`) or ``"episodes"`` (one item per
             episode: ``observations`` (T+1), ``actions``, ``rewards``, ``terminations``, ``truncations``,
             ``episode_id``).
         as_tensors: return torch tensors (True) or numpy arrays.
@@ -113,6 +93,8 @@ class TorchDataset:
         self.unit = unit
         self.as_tensors = as_tensors
         self._starts = np.concatenate([[0], np.cumsum(dataset.episode_lengths)]).astype(np.int64)
+        if unit == "transitions":  # items come from the dataset's transition store, decoded once (before
+            dataset.transition_store().load()  # DataLoader workers fork, so they share it)
 
     def __len__(self) -> int:
         return int(self._starts[-1]) if self.unit == "transitions" else len(self.dataset)
@@ -125,23 +107,26 @@ class TorchDataset:
         item = self._transition(i) if self.unit == "transitions" else self._episode(i)
         return to_tensors(item) if self.as_tensors else item
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """What DataLoader's fetcher calls for a whole batch: one gather per column, then split."""
+        if self.unit != "transitions":
+            return [self[i] for i in indices]
+        n = len(self)
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) and not ((idx >= -n) & (idx < n)).all():
+            raise IndexError(f"an item of {indices[:8]}... is out of range: this view has {n} transitions")
+        items = self._transitions(idx % n if len(idx) else idx)
+        return [to_tensors(x) for x in items] if self.as_tensors else items
+
     def _transition(self, i: int) -> dict[str, Any]:
-        ds = self.dataset
-        e = int(np.searchsorted(self._starts, i, side="right")) - 1
-        t = i - int(self._starts[e])
-        ref = ds._refs[e]
-        obs2 = ds._obs_codec.read([_rows(ds, ref, "obs", n, t, 2) for n in ds._obs_names])
-        act = ds._act_codec.read([_rows(ds, ref, "step", n, t, 1) for n in ds._act_names])
-        rew = _rows(ds, ref, "step", "rewards", t, 1)
-        term = _rows(ds, ref, "step", "terminations", t, 1).astype(bool)
-        trunc = _rows(ds, ref, "step", "truncations", t, 1).astype(bool)
-        if t == ref.length - 1:  # the episode's flags decide its last step (as Episode.truncations says)
-            term |= bool(ref.flags & 1)
-            trunc |= bool(ref.flags & 2)
-        return {
-            "obs": _index(obs2, 0), "action": _index(act, 0), "reward": rew[0], "next_obs": _index(obs2, 1),
-            "terminated": term[0], "truncated": trunc[0], "episode_id": e, "t": t,
-        }
+        return self._transitions(np.asarray([i], dtype=np.int64))[0]
+
+    def _transitions(self, idx: np.ndarray) -> list[dict[str, Any]]:
+        batch = self.dataset.transition_store().batch(idx)
+        e = np.searchsorted(self._starts, idx, side="right") - 1
+        t = idx - self._starts[e]
+        return [dict({k: _index(v, j) for k, v in batch.items()}, episode_id=int(e[j]), t=int(t[j]))
+                for j in range(len(idx))]
 
     def _episode(self, i: int) -> dict[str, Any]:
         ep = self.dataset[i]
