@@ -4,9 +4,11 @@ Contents:
     * :mod:`.writer` - :class:`DatasetWriter` (the thread), :class:`FlushPolicy`, :class:`Block`.
     * :mod:`.shard` - :class:`ShardWriter` / :class:`ShardReader` (columnar HDF5).
     * :mod:`.manifest` - the directory layout and atomic commits.
+    * :mod:`.flow` - :class:`~.flow.PendingBytes`, the byte budget between recorders and the writer.
 """
 
 from .manifest import DatasetFormatError
-from .writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece, WriterError
+from .writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece, WriterError, handle_sigterm
 
-__all__ = ["DatasetWriter", "FlushPolicy", "Block", "Piece", "EpisodeEnd", "WriterError", "DatasetFormatError"]
+__all__ = ["DatasetWriter", "FlushPolicy", "Block", "Piece", "EpisodeEnd", "WriterError", "DatasetFormatError",
+           "handle_sigterm"]
