@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from gym_aquacollect import CollectingVectorWrapper, CollectingWrapper, WriterError, load_dataset
+from gym_aquacollect import CollectingVectorWrapper, CollectingWrapper, load_dataset
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

@@ -124,8 +124,8 @@ def test_odd_vector_info_values_never_kill_recording(tmp_path):
     assert ep.infos["good"][1:].tolist() == list(range(1, 9))
     dropped = _manifest_info(tmp_path / "ds")["dropped_info"]
     assert dropped["text"] == 2 and dropped["big"] == 2 and dropped["wrong_len"] == 16
-    assert dropped["flip/inner"] == 2
-    assert "flip/inner" not in ep.infos.get("flip", {}) if isinstance(ep.infos.get("flip"), dict) else True
+    assert dropped["flip/inner"] == 2  # a dict where numbers were stored (HDF5 cannot hold both)
+    assert ep.infos["flip"].dtype == np.float64 and ep.infos["_flip"][1:].tolist() == [t != 3 for t in range(1, 9)]
 
 
 class _BigInfo(gym.Wrapper):
@@ -290,7 +290,7 @@ def test_a_value_that_fails_validation_never_stitches_an_episode(tmp_path):
     env = CollectingWrapper(_BadStep(inner), tmp_path / "ds")
     obs0, _ = env.reset(seed=0)
     seen = [obs0]
-    for t in range(1, 6):
+    for _ in range(1, 6):
         try:
             seen.append(env.step(0)[0])
         except SpaceMismatchError:
@@ -360,3 +360,47 @@ def test_free_space_check_accepts_data_that_fits(tmp_path, monkeypatch):
     on_disk = sum(p.stat().st_size for p in (tmp_path / "ds" / "shards").glob("*.h5"))
     assert on_disk <= free  # it did fit
     np.testing.assert_array_equal(ds[0].observations, frames)
+
+
+def test_opt_in_bounds_and_nan_check(tmp_path):
+    """Shape and dtype are always validated; Box bounds and NaN only with check_bounds=True."""
+    from gym_aquacollect.collectors import RLCollector
+    from gym_aquacollect.spaces import SpaceMismatchError
+
+    class NaNAt3(gym.Wrapper):
+        def reset(self, **kw):
+            self.t = 0
+            return self.env.reset(**kw)
+
+        def step(self, action):
+            self.t += 1
+            obs, r, term, trunc, info = self.env.step(action)
+            if self.t == 3:
+                obs = obs.copy()
+                obs[0] = np.nan
+            return obs, r, False, False, info
+
+    for check in (False, True):
+        col = RLCollector(dataset_path=tmp_path / f"ds{check}", check_bounds=check)
+        env = CollectingWrapper(NaNAt3(gym.make("CartPole-v1").unwrapped), collector=col)
+        env.reset(seed=0)
+        errors = []
+        for _ in range(4):
+            try:
+                env.step(0)
+            except SpaceMismatchError as e:
+                errors.append(str(e))
+        env.close()
+        ep = load_dataset(tmp_path / f"ds{check}")[0]
+        if check:
+            assert len(errors) == 1 and "NaN" in errors[0] and "observation" in errors[0]
+            assert len(ep) == 2 and ep.metadata["interrupted"] == "invalid_step"
+        else:
+            assert not errors and len(ep) == 4 and np.isnan(ep.observations[3, 0])
+
+    act = RLCollector(dataset_path=tmp_path / "act", check_bounds=True)
+    env = CollectingWrapper(gym.make("Pendulum-v1"), collector=act)
+    env.reset(seed=0)
+    with pytest.raises(SpaceMismatchError, match="outside the bounds"):
+        env.step(np.array([5.0], np.float32))
+    env.close()

@@ -67,6 +67,40 @@ def _scalar(value: Any, name: str, kind: type) -> Any:
         ) from None
 
 
+def _bounds_problem(space: gym.Space, value: Any, where: str) -> str | None:
+    """Why a value that passed the shape/dtype checks is out of its Box bounds or not finite (or None)."""
+    from gymnasium import spaces as sp
+
+    if isinstance(space, sp.Box):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            return f"{where}: holds NaN or inf (check_bounds=True)"
+        if (arr < space.low).any() or (arr > space.high).any():
+            return (f"{where}: values outside the bounds of {space} (min {arr.min()}, max {arr.max()}; "
+                    "check_bounds=True)")
+    elif isinstance(space, sp.Dict):
+        for k, sub in space.spaces.items():
+            why = _bounds_problem(sub, value[k], f"{where}[{k!r}]")
+            if why:
+                return why
+    elif isinstance(space, sp.Tuple):
+        for j, sub in enumerate(space.spaces):
+            why = _bounds_problem(sub, value[j], f"{where}[{j}]")
+            if why:
+                return why
+    return None
+
+
+def _checked_put(put: Callable[[int, Any], None], space: gym.Space, label: str, row: int, value: Any) -> None:
+    """``put`` (shape/dtype-validating copy) followed by the opt-in bounds/NaN check."""
+    put(row, value)
+    why = _bounds_problem(space, value, label)
+    if why:
+        from ..spaces import SpaceMismatchError
+
+        raise SpaceMismatchError(why)
+
+
 class _NoWriter:
     """Stands in for the writer of a collector that keeps its data in memory."""
 
@@ -178,6 +212,15 @@ class BaseCollector(ExportMixin):
         schedule: which episodes to record (see :mod:`gym_aquacollect.collectors.schedules`): a callable
             ``schedule(episode_index) -> bool``; None records every episode.
         dataset_path: the dataset directory itself (overrides ``save_path``/``name``).
+        check_bounds: also check, per step, that Box observations and actions are finite (no NaN/inf)
+            and inside the space's bounds (opt-in: costs a comparison pass over each value; single-env
+            recording). A failing value is handled like any invalid value: the error names the key, the
+            open episode is stored truncated (``interrupted: "invalid_step"``).
+
+    What is validated by default: the structure (Dict keys, Tuple lengths), the shape and the dtype of
+    every observation and action leaf (``dtype_policy``), Discrete/MultiDiscrete/MultiBinary values in
+    range, Text characters; rewards and flags are scalars. Not by default: Box bounds and NaN/inf
+    (``check_bounds=True``).
     """
 
     #: How batched recorders feed this collector: "stream", "episodes" or "transitions" (module docstring).
@@ -199,6 +242,7 @@ class BaseCollector(ExportMixin):
         episode_callbacks: Sequence[Callable[..., Any]] | None = None,
         schedule: Callable[[int], bool] | None = None,
         dataset_path: str | Path | None = None,
+        check_bounds: bool = False,
     ) -> None:
         if dtype_policy not in ("strict", "cast"):
             raise ValueError(f"dtype_policy must be 'strict' or 'cast', got {dtype_policy!r}")
@@ -215,6 +259,7 @@ class BaseCollector(ExportMixin):
         self.step_callbacks = list(step_callbacks or [])
         self.episode_callbacks = list(episode_callbacks or [])
         self.schedule = schedule
+        self.check_bounds = bool(check_bounds)
         self.observation_space: gym.Space | None = None
         self.action_space: gym.Space | None = None
         self.env_spec: str | None = None
@@ -518,6 +563,10 @@ class BaseCollector(ExportMixin):
                 setattr(self, name, partial(leaf_put, col))
             else:
                 setattr(self, name, partial(codec.write, cols))
+        if self.check_bounds:
+            for name, space, label in (("_put_obs", self.observation_space, "observation"),
+                                       ("_put_act", self.action_space, "action")):
+                setattr(self, name, partial(_checked_put, getattr(self, name), space, label))
 
     def _step_after_done(self) -> None:
         if not self._warned_after_done:
