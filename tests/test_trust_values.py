@@ -283,11 +283,15 @@ class _BadStep(gym.Wrapper):
         return obs, r, False, False, info
 
 
-def test_a_value_that_fails_validation_never_stitches_an_episode(tmp_path):
+@pytest.mark.parametrize("kind", ["default", "buffer", "trajectory"])
+def test_a_value_that_fails_validation_never_stitches_an_episode(tmp_path, kind):
+    from gym_aquacollect import BufferCollector, TrajectoryCollector
     from gym_aquacollect.spaces import SpaceMismatchError
 
     inner = gym.make("CartPole-v1").unwrapped
-    env = CollectingWrapper(_BadStep(inner), tmp_path / "ds")
+    collector = {"default": None, "buffer": BufferCollector(dataset_path=tmp_path / "ds", max_buffer_size=100),
+                 "trajectory": TrajectoryCollector(dataset_path=tmp_path / "ds")}[kind]
+    env = CollectingWrapper(_BadStep(inner), tmp_path / "ds", collector=collector)
     obs0, _ = env.reset(seed=0)
     seen = [obs0]
     for _ in range(1, 6):
