@@ -50,7 +50,7 @@ except ImportError:  # Windows
 
 from .flow import PendingBytes
 from .manifest import SHARD_DIR, Manifest, ShardRecord, file_checksum, init_dataset_dir, new_writer_id
-from .shard import _CHUNK_BYTES, ShardWriter, compression_kwargs
+from .shard import _CHUNK_BYTES, AUTO_MIN_ROW_BYTES, ShardWriter, compression_kwargs
 
 __all__ = ["Piece", "EpisodeEnd", "Block", "FlushPolicy", "DatasetWriter", "WriterError", "handle_sigterm"]
 
@@ -385,27 +385,25 @@ class DatasetWriter:
         helps) and in the free space of the filesystem, so the open shard can always be closed cleanly.
         Costs a getrlimit and a statvfs (disk_usage) per block (not per step).
         """
+        shard = self._shard
         add, pad = 0, 0
-        for cols, n in ((block.obs, block.n_obs), (block.step, block.n_step)):
-            for a in cols.values():
+        for kind, cols, n in (("obs", block.obs, block.n_obs), ("step", block.step, block.n_step)):
+            for name, a in cols.items():
                 a = a[:n]
-                row = a[:1].nbytes
                 if a.dtype.kind == "O":  # variable-length strings: their bytes, not the pointers
                     add += 16 * len(a) + 4 * sum(len(x) for x in a.ravel() if isinstance(x, str))
-                    row = 4096
                 else:
                     add += a.nbytes
-                # the last, partly filled chunk of each column (chunks hold at most 1 MiB or one row)
-                pad += min(max(_CHUNK_BYTES, row), max(4096, 64 * row, 2 * a.nbytes))
+                pad += _chunk_bytes(shard, kind, name, a, self.compression)
         ncols = len(block.obs) + len(block.step)
-        shard = self._shard
         have = shard.nbytes if shard is not None else 0
         on_disk = shard.path.stat().st_size if shard is not None and shard.path.exists() else 0
 
         def bound(data: int) -> int:
-            # an upper bound of the shard's size: raw chunks preallocate at most 25% ahead
-            # (shard._DirectColumn), the last chunk of each column is padded, LZF/deflate expand
-            # incompressible data by < 1%, plus object headers, the episode index and B-trees
+            # an upper bound of the shard's size: raw chunks are allocated at most max(one chunk, 25%)
+            # ahead (shard._DirectColumn), the last chunk of each column is padded (one chunk per
+            # column), LZF/deflate expand incompressible data by < 1%, plus object headers, the
+            # episode index and B-trees
             return int(1.27 * data) + pad + ncols * (4 << 10) + (64 << 10)
 
         if _resource is not None:
@@ -502,6 +500,20 @@ class DatasetWriter:
         self.manifest.info = {"steps": self.stats["steps"], "episodes": self.stats["episodes"], "run": self.run,
                               **extra}
         self.manifest.save(self.path)
+
+
+def _chunk_bytes(shard: ShardWriter | None, kind: str, name: str, a: np.ndarray, compression: Any) -> int:
+    """Bytes of one chunk of column ``kind/name`` (existing in ``shard``, or as the shard would create it
+    for rows like ``a``): what a partly filled last chunk may add on disk."""
+    row = int(np.prod(a.shape[1:], dtype=np.int64)) * (16 if a.dtype.kind == "O" else a.dtype.itemsize)
+    row = max(1, row)
+    ds = shard._ds.get(f"{kind}/{name}") if shard is not None else None
+    if ds is not None and ds.chunks:
+        return int(ds.chunks[0]) * row
+    if row >= AUTO_MIN_ROW_BYTES and a.dtype.kind in "biuf" and compression != "lzf":
+        return max(1, _CHUNK_BYTES // row) * row
+    need = max(1, len(a))
+    return int(max(1, min(_CHUNK_BYTES // row, 1 << 16, max(64, 1 << int(need).bit_length())))) * row
 
 
 _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
