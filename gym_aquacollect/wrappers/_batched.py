@@ -55,7 +55,7 @@ def copy_info(value: Any) -> tuple[Any, int]:
         >>> info, nbytes = copy_info({"x": a, "d": {"y": [1, 2]}})
         >>> a[:] = 5
         >>> info["x"].tolist(), nbytes
-        ([0.0, 0.0], 16)
+        ([0.0, 0.0], 32)
     """
     if isinstance(value, np.ndarray):
         out = value.copy()
