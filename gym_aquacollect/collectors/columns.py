@@ -198,7 +198,7 @@ class DynamicColumns:
                 continue
             col = self.cols.get(name)
             if col is not None and type(value) is float and col.dtype.kind == "f" and col.ndim == 1 \
-                    and name not in self.base:  # hot path
+                    and not (self.base and name in self.base):  # hot path
                 col[row] = value
                 self.masks[name][row] = True
                 continue
