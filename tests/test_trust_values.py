@@ -191,11 +191,14 @@ def test_a_big_info_key_appearing_late_in_a_block_starts_its_own_column(tmp_path
 
 @pytest.fixture
 def slow_writer(monkeypatch):
-    """Every block / chunk takes 20 ms in the writer thread: it lags behind the env."""
+    """A writer that lags behind the env: it stores nothing until the producer has had to wait for it
+    (then it goes on normally), so the budget is exercised whatever the machine's speed."""
     real = DatasetWriter.write_block
 
     def slow(self, block):
-        time.sleep(0.02)
+        deadline = time.monotonic() + 60
+        while self.pending.waits == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
         return real(self, block)
 
     monkeypatch.setattr(DatasetWriter, "write_block", slow)
