@@ -203,6 +203,8 @@ class CollectingMultiAgentWrapper(gym.utils.RecordConstructorArgs):
         out = self.env.step(actions)
         obs, rew, term, trunc, infos = out
         rec = self._rec
+        if rec.writer.failed:  # e.g. a forked child: say so at the first step
+            rec.writer.check()
         c = rec.current()
         k = c.k
         self._write_obs(c.obs, k, obs)
@@ -374,6 +376,8 @@ class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.ut
         teacher_action = None if self.teacher is None else self.teacher(self._last_obs)
         out = self.env.step(actions)
         obs, rew, term, trunc, extras = out
+        if self._rec.writer.failed:  # e.g. a forked child: say so at the first step
+            self._rec.writer.check()
         ch = self._chunks
         slot = ch.cur if ch.cur is not None else ch.slot()
         dev, c = slot["dev"], slot["chunk"]
