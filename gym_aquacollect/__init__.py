@@ -6,6 +6,7 @@ Contents:
     * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`,
       :class:`TrajectoryCollector`, :class:`BufferCollector`, and the seed's :class:`UnitConfig`.
     * :func:`env_info` - what a collector's ``initialize_configs`` takes.
+    * :func:`handle_sigterm` - opt in to SIGTERM behaving like Ctrl-C (what is recorded is kept).
     * :class:`ReplayEnv`, :func:`replay_actions` - play a dataset back as an env (registered as
       ``AquaCollect/Replay-v0``), re-execute recorded actions; exporters in :mod:`gym_aquacollect.formats`.
 
@@ -28,7 +29,7 @@ from .collectors import BaseCollector, BufferCollector, RLCollector, TrajectoryC
 from .dataset import AgentEpisode, Dataset, Episode, load_dataset
 from .registration import register_envs
 from .replay import ReplayEnv, replay_actions
-from .storage import DatasetFormatError, FlushPolicy, WriterError
+from .storage import DatasetFormatError, FlushPolicy, WriterError, handle_sigterm
 from .storage.codecs import ColumnCodec, VideoCodec
 from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
 
@@ -53,6 +54,7 @@ __all__ = [
     "FlushPolicy",
     "WriterError",
     "DatasetFormatError",
+    "handle_sigterm",
     "ReplayEnv",
     "replay_actions",
     "VideoCodec",

@@ -140,7 +140,9 @@ class Episode:
 
     Attributes:
         id: the episode's index in its dataset.
-        metadata: seed, options, terminated/truncated, env_index, user metadata, ...
+        metadata: seed, options, terminated/truncated, env_index, user metadata, ... and ``run``: the
+            recording run that wrote it (``writer_id``, ``host``, ``pid``, ``started`` and that run's
+            ``metadata=``), so episodes added by a later run into the same directory keep their own.
     """
 
     def __init__(self, dataset: Dataset, index: int, ref: _Ref) -> None:
@@ -161,6 +163,8 @@ class Episode:
             r = self._ref
             meta = self._ds._read_meta(r.meta_at) if r.meta_at is not None else {}
             meta.update(r.extra_meta)
+            if "run" in meta:
+                meta["run"] = dict(meta["run"])  # shared by the run's episodes: hand out a copy
             meta.setdefault("terminated", bool(r.flags & _TERM))
             meta.setdefault("truncated", bool(r.flags & _TRUNC))
             meta["length"], meta["return"] = r.length, r.ret
@@ -335,6 +339,9 @@ class Dataset(ExportMixin):
         refs: list[_Ref] = []
         partial: list[_Ref] = []
         for m in manifests:
+            # the run that recorded these episodes (writer id, host, start, its metadata=): episode.metadata["run"]
+            run = m.info.get("run") if isinstance(m.info, dict) else None
+            run_meta = {"run": run} if isinstance(run, dict) else {}
             open_segs: dict[int, list[tuple[int, int, int, int, int]]] = {}
             broken = False
             for rec in m.shards:
@@ -364,7 +371,8 @@ class Dataset(ExportMixin):
                             f"{r.path}: episode {key} of writer {m.writer_id} has {length} steps but its segments hold "
                             f"{sum(sg[2] for sg in segs)} observation rows (expected {length + 1}); the shard's index "
                             "is corrupt. Run `aquacollect validate`, or load with skip_corrupt=True.")
-                    refs.append(_Ref(segs, length, float(r.episode_return[row]), int(r.episode_flags[row]), (si, row)))
+                    refs.append(_Ref(segs, length, float(r.episode_return[row]), int(r.episode_flags[row]), (si, row),
+                                     run_meta))
             if self.include_partial:
                 for key in sorted(open_segs):
                     segs = open_segs[key]
@@ -374,7 +382,7 @@ class Dataset(ExportMixin):
                     ret = float(sum(float(np.sum(self._readers[s[0]].read("step", "rewards", s[3], s[4])))
                                     for s in segs))
                     partial.append(_Ref(segs, length, ret, _TRUNC, None,
-                                        {"interrupted": "crash", "writer_id": m.writer_id}))
+                                        {"interrupted": "crash", "writer_id": m.writer_id, **run_meta}))
         self._refs = refs + partial
         self._columns = self._column_specs()
         return self

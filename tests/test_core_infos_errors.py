@@ -87,12 +87,14 @@ def test_bad_observation_raises_clear_error_and_keeps_dataset(tmp_path, bad_obs,
     with pytest.raises(SpaceMismatchError) as exc:
         env.collector.record_step(np.zeros(2, np.float32), bad_obs, 0.0, False, False, {})
     assert message in str(exc.value)
-    # the env keeps working and the dataset on disk stays valid
+    # the env keeps working and the dataset on disk stays valid; the episode the bad value hit is stored
+    # as it was before it (truncated, marked), and the steps after it are not joined to it (issue 9.10)
     for _ in range(2):
         env.step(np.zeros(2, np.float32))
     env.close()
     ds = load_dataset(tmp_path / "ds")
-    assert len(ds) == 3 and all(len(e) == 3 for e in ds)
+    assert [len(e) for e in ds] == [3, 3, 1]
+    assert ds[2].metadata["interrupted"] == "invalid_step" and ds[2].metadata["truncated"]
 
 
 def test_bad_action_raises_at_that_step(tmp_path):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import threading
 import time
 import weakref
 from collections import deque
@@ -68,6 +67,40 @@ def _scalar(value: Any, name: str, kind: type) -> Any:
         ) from None
 
 
+def _bounds_problem(space: gym.Space, value: Any, where: str) -> str | None:
+    """Why a value that passed the shape/dtype checks is out of its Box bounds or not finite (or None)."""
+    from gymnasium import spaces as sp
+
+    if isinstance(space, sp.Box):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            return f"{where}: holds NaN or inf (check_bounds=True)"
+        if (arr < space.low).any() or (arr > space.high).any():
+            return (f"{where}: values outside the bounds of {space} (min {arr.min()}, max {arr.max()}; "
+                    "check_bounds=True)")
+    elif isinstance(space, sp.Dict):
+        for k, sub in space.spaces.items():
+            why = _bounds_problem(sub, value[k], f"{where}[{k!r}]")
+            if why:
+                return why
+    elif isinstance(space, sp.Tuple):
+        for j, sub in enumerate(space.spaces):
+            why = _bounds_problem(sub, value[j], f"{where}[{j}]")
+            if why:
+                return why
+    return None
+
+
+def _checked_put(put: Callable[[int, Any], None], space: gym.Space, label: str, row: int, value: Any) -> None:
+    """``put`` (shape/dtype-validating copy) followed by the opt-in bounds/NaN check."""
+    put(row, value)
+    why = _bounds_problem(space, value, label)
+    if why:
+        from ..spaces import SpaceMismatchError
+
+        raise SpaceMismatchError(why)
+
+
 class _NoWriter:
     """Stands in for the writer of a collector that keeps its data in memory."""
 
@@ -79,13 +112,21 @@ _LIVE_COLLECTORS: weakref.WeakSet = weakref.WeakSet()
 
 @atexit.register
 def _end_live_collections() -> None:
-    """At interpreter exit, store what collectors still hold (an exit without close() loses nothing)."""
+    """At interpreter exit (script end, ``sys.exit``, uncaught exception, Ctrl-C, SIGTERM after
+    :func:`~gym_aquacollect.handle_sigterm`), store what collectors still hold: finished episodes and
+    the open ones (truncated, ``interrupted: "exit"``). Commits run synchronously (no executors)."""
+    from ..storage.writer import prepare_exit
+
+    prepare_exit()
     for c in list(_LIVE_COLLECTORS):
         if c.collecting and not (c.writer is not None and (c.writer.failed or c.writer.closed)):
             try:
-                c.end_collection()
-            except Exception:  # noqa: BLE001 - nothing sensible to do at exit
-                pass
+                for hook in list(c._exit_hooks):  # batched recorders: hand over chunks, end open episodes
+                    hook("exit")
+                c.end_collection(interrupted="exit")
+            except Exception as e:  # noqa: BLE001 - nothing more to do at exit than say so
+                logger.error("gym_aquacollect: storing {} at exit failed: {}: {}", c.dataset_path,
+                             type(e).__name__, e)
 
 #: Default compression: LZF for columns with large rows (images: 10-60x smaller), none for small rows,
 #: where LZF gains ~10% but its CPU competes with the env (measured: see README, "Performance").
@@ -176,6 +217,15 @@ class BaseCollector(ExportMixin):
         dataset_path: the dataset directory itself (overrides ``save_path``/``name``).
         codecs: per-column storage codecs by observation key, e.g. ``{"camera": VideoCodec()}`` (see
             :mod:`gym_aquacollect.storage.codecs`); the settings are stored in ``aquacollect.json``.
+        check_bounds: also check, per step, that Box observations and actions are finite (no NaN/inf)
+            and inside the space's bounds (opt-in: costs a comparison pass over each value; single-env
+            recording). A failing value is handled like any invalid value: the error names the key, the
+            open episode is stored truncated (``interrupted: "invalid_step"``).
+
+    What is validated by default: the structure (Dict keys, Tuple lengths), the shape and the dtype of
+    every observation and action leaf (``dtype_policy``), Discrete/MultiDiscrete/MultiBinary values in
+    range, Text characters; rewards and flags are scalars. Not by default: Box bounds and NaN/inf
+    (``check_bounds=True``).
     """
 
     #: How batched recorders feed this collector: "stream", "episodes" or "transitions" (module docstring).
@@ -198,6 +248,7 @@ class BaseCollector(ExportMixin):
         schedule: Callable[[int], bool] | None = None,
         dataset_path: str | Path | None = None,
         codecs: dict[str, Any] | None = None,
+        check_bounds: bool = False,
     ) -> None:
         if dtype_policy not in ("strict", "cast"):
             raise ValueError(f"dtype_policy must be 'strict' or 'cast', got {dtype_policy!r}")
@@ -215,6 +266,7 @@ class BaseCollector(ExportMixin):
         self.episode_callbacks = list(episode_callbacks or [])
         self.schedule = schedule
         self.codecs = dict(codecs or {})
+        self.check_bounds = bool(check_bounds)
         self.observation_space: gym.Space | None = None
         self.action_space: gym.Space | None = None
         self.env_spec: str | None = None
@@ -227,8 +279,10 @@ class BaseCollector(ExportMixin):
         self.episode_flags: list[int] = []
         self.skipped_episodes = 0
         self._configured = False
-        self._inflight = 0  # bytes of blocks handed over by _submit_bounded and not yet written
-        self._inflight_cv = threading.Condition()
+        self._closed = False
+        self._invalid = False
+        #: callables ``hook(why)`` run at interpreter exit before the collection ends (batched recorders)
+        self._exit_hooks: list[Callable[[str], None]] = []
 
     # -- configuration ---------------------------------------------------------------------------------
     @property
@@ -297,13 +351,20 @@ class BaseCollector(ExportMixin):
             raise RuntimeError("call initialize_configs(env_info) before start_collection()")
         if self.collecting:
             return
+        if self._closed:
+            raise RuntimeError(
+                f"{type(self).__name__} for {self._dataset_path} was closed; recording cannot resume after "
+                "close() (it would silently start a new writer). Create a new wrapper/collector to record more."
+            )
+        from ..storage.writer import maybe_handle_sigterm_from_env
+
+        maybe_handle_sigterm_from_env()
         self._open_writer()
         self._wstate = self.writer if self.writer is not None else _NoWriter
         self._pool: deque[tuple[list, list, np.ndarray, np.ndarray, np.ndarray]] = deque()
-        self._slots = threading.Semaphore(max(2, self.max_pending_bytes // max(1, self.block_bytes)))
-        self._throttle_warned = False
-        self._infos = DynamicColumns("infos/", "info")
-        self._extras = DynamicColumns("extras/", "extra field")
+        self._infos = DynamicColumns("infos/", "info", on_new_column=self._resize_block)
+        self._extras = DynamicColumns("extras/", "extra field", on_new_column=self._resize_block)
+        self._invalid = False  # a step failed validation: nothing recorded until the next reset
         self._ep_key = -1
         self._ep_open = False  # an episode has a reset observation
         self._fast = False  # record_step may take the fast path (open, recorded episode)
@@ -325,18 +386,33 @@ class BaseCollector(ExportMixin):
             codecs = resolve_codecs(self.codecs, self.observation_space)
             meta["codecs"] = {k.split("/", 1)[1]: c.to_json() for k, c in codecs.items()}
         self.writer = DatasetWriter(self.dataset_path, meta, compression=self.compression,
-                                    flush_policy=self.flush_policy, codecs=codecs)
+                                    flush_policy=self.flush_policy, codecs=codecs,
+                                    max_pending_bytes=self.max_pending_bytes)
+
+    def _block_rows(self) -> int:
+        """Rows per block: ``block_bytes`` over the bytes of one row, info and extra columns included, so a
+        large info value (a camera frame) makes blocks shorter instead of allocating for ``_rows`` rows."""
+        per_row = self._obs_codec.row_nbytes + self._act_codec.row_nbytes + 10 + \
+            self._infos.row_nbytes + self._extras.row_nbytes
+        return int(max(2, min(self._rows, self.block_bytes // max(1, per_row))))
+
+    def _resize_block(self, cols: DynamicColumns) -> int:
+        """A new info/extra column appeared (``cols``): shrink the open block to ``block_bytes``. When the
+        rows already filled are more than that, they are handed over first and the new column starts at
+        the row being written (its base), so it never holds rows sized for small values. Returns the base."""
+        want = self._block_rows()
+        if want >= self._cap:
+            return 0
+        filled = max(self._no, self._ns) + 1  # rows in use, including the one being written
+        base = 0
+        if filled > want:
+            self._handoff()
+            base = self._sent_o if cols is self._infos else self._sent_s
+        self._cap = max(filled, min(self._cap, base + want))
+        self._infos.rows = self._extras.rows = self._cap
+        return base
 
     def _new_block(self) -> None:
-        if not self._slots.acquire(blocking=False):
-            if not self._throttle_warned:
-                self._throttle_warned = True
-                logger.warning(
-                    "gym_aquacollect: the writer is behind by {} MB; recording waits for it (raise "
-                    "max_pending_bytes, use lighter compression or a faster disk)", self.max_pending_bytes >> 20,
-                )
-            while not self._slots.acquire(timeout=0.5):
-                self._check_writer()
         rows = self._rows
         if self._pool:
             obs, act, rew, term, trunc = self._pool.pop()
@@ -346,9 +422,10 @@ class BaseCollector(ExportMixin):
             rew, term, trunc = [0.0] * rows, [False] * rows, [False] * rows
         self._obs, self._act, self._rew, self._term, self._trunc = obs, act, rew, term, trunc
         self._bind_writers()
-        self._infos.new_block(rows)
-        self._extras.new_block(rows)
-        self._cap = rows
+        cap = self._block_rows()
+        self._infos.new_block(cap)
+        self._extras.new_block(cap)
+        self._cap = cap
         self._no = self._ns = 0  # filled obs / step rows
         self._sent_o = self._sent_s = 0  # rows already handed over
         self._piece_o = self._piece_s = 0  # where the current episode's unsent rows start
@@ -366,6 +443,7 @@ class BaseCollector(ExportMixin):
         """Open a new episode with its reset observation (ends an open one as truncated)."""
         if not self.collecting:
             self.start_collection()
+        self._invalid = False
         if self._ep_open and self._cur_len() > 0:
             self._finish_episode(False, True, interrupted="reset")
         elif self._ep_open and self._ep_recording:  # zero-step episode: drop its reset row
@@ -403,11 +481,15 @@ class BaseCollector(ExportMixin):
         if j == self._cap:  # obs rows >= step rows in a block, so this also bounds i
             self._rotate()
             i, j = self._ns, self._no
-        self._put_act(i, action)
-        self._put_obs(j, observation)
-        self._rew[i] = reward if type(reward) is float else _scalar(reward, "reward", float)
-        self._term[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
-        self._trunc[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
+        try:
+            self._put_act(i, action)
+            self._put_obs(j, observation)
+            self._rew[i] = reward if type(reward) is float else _scalar(reward, "reward", float)
+            self._term[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
+            self._trunc[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
+        except Exception as e:
+            self._invalid_step(e, terminated, truncated)
+            raise
         if info and self.record_infos:
             self._infos.put(j, info)
         if extras or self.step_callbacks:
@@ -429,10 +511,38 @@ class BaseCollector(ExportMixin):
             return self._skip_ret
         return self._ep_ret0 + sum(self._rew[self._piece_s:self._ns])
 
+    def _invalid_step(self, error: BaseException, terminated: Any, truncated: Any) -> None:
+        """A step's value failed validation after the env had stepped. The step is not recorded; the open
+        episode is stored as it was (truncated, ``interrupted: "invalid_step"``) and nothing more is
+        recorded until the next reset, so a caller that catches the error and goes on never gets two
+        non-adjacent steps joined as one transition."""
+        logger.error("gym_aquacollect: {}; the open episode is stored as truncated (interrupted: invalid_step) "
+                     "and steps are not recorded until the next reset()", error)
+        if self._cur_len() > 0:
+            self._finish_episode(False, True, interrupted="invalid_step")
+            self._ep_done = False
+        else:  # zero-step episode: drop its reset row
+            self._no -= 1
+            self._infos.clear_row(self._no)
+        self._ep_open = self._fast = False
+        self._invalid = True
+        self._invalid_dropped_done(terminated, truncated)
+
+    def _invalid_dropped_done(self, terminated: Any, truncated: Any) -> None:
+        """A dropped step that ended the env's episode: an autoreset env's next step begins a new one."""
+        try:
+            if bool(terminated) or bool(truncated):
+                self._invalid, self._ep_done = False, True
+        except Exception:  # noqa: BLE001 - an invalid flag: keep waiting for reset()
+            pass
+
     def _record_slow(self, action, observation, reward, terminated, truncated, info, extras) -> None:
         self._check_writer()
         if not self.collecting:
             raise RuntimeError("the collector is not collecting: call start_collection() (or it was closed)")
+        if self._invalid:
+            self._invalid_dropped_done(terminated, truncated)
+            return
         if not self._ep_open:
             if self._ep_done:
                 self._step_after_done()
@@ -468,6 +578,10 @@ class BaseCollector(ExportMixin):
                 setattr(self, name, partial(leaf_put, col))
             else:
                 setattr(self, name, partial(codec.write, cols))
+        if self.check_bounds:
+            for name, space, label in (("_put_obs", self.observation_space, "observation"),
+                                       ("_put_act", self.action_space, "action")):
+                setattr(self, name, partial(_checked_put, getattr(self, name), space, label))
 
     def _step_after_done(self) -> None:
         if not self._warned_after_done:
@@ -566,32 +680,23 @@ class BaseCollector(ExportMixin):
         self._sent_o, self._sent_s = no, ns
         if final:
             arrays = (self._obs, self._act, self._rew, self._term, self._trunc)
-            pool, slots = self._pool, self._slots
+            pool = self._pool
+            # the whole block's memory waits for the writer: its rows, info and extra columns
+            block.nbytes = sum(a.nbytes for a in self._obs) + sum(a.nbytes for a in self._act) + \
+                24 * len(self._rew) + self._infos.nbytes + self._extras.nbytes
 
             def release() -> None:
                 pool.append(arrays)
-                slots.release()
 
             block.on_written = release
         self._on_block(block)
 
     def _submit_bounded(self, block: Block, cap: int) -> None:
-        """Submit a block of copied rows (not from the block pool), waiting while more than ``cap`` bytes
-        of such blocks are still unwritten (used by collectors that keep rows themselves)."""
-        nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
-        cv = self._inflight_cv
-        with cv:
-            while self._inflight > 0 and self._inflight + nbytes > cap:
-                cv.wait(0.5)
-                self._check_writer()
-            self._inflight += nbytes
-
-        def written() -> None:
-            with cv:
-                self._inflight -= nbytes
-                cv.notify_all()
-
-        block.on_written = written
+        """Submit a block of copied rows (not from the block pool) through the writer's byte budget
+        (:mod:`gym_aquacollect.storage.flow`), with ``cap`` as its limit: waits while more than ``cap``
+        bytes handed over are still unwritten (used by collectors that keep rows themselves)."""
+        block.nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
+        self.writer.pending.cap = int(cap)
         self.writer.submit(block)
 
     def _on_block(self, block: Block) -> None:
@@ -601,14 +706,14 @@ class BaseCollector(ExportMixin):
     def _rotate(self) -> None:
         """The block is full: hand it over and continue in a fresh one (carrying a lone reset row)."""
         lone = self._ep_open and self._ep_recording and self._cur_len() == 0
-        old = (self._obs, dict(self._infos.cols), dict(self._infos.masks), self._no - 1)
+        old = (self._obs, self._infos.snapshot(), self._no - 1)
         self._handoff(final=True)
         self._new_block()
         if lone:
-            obs_cols, info_cols, info_masks, row = old
+            obs_cols, info_snap, row = old
             for dst, src in zip(self._obs, obs_cols):
                 dst[0] = src[row]
-            self._infos.copy_row_from(info_cols, info_masks, row, 0)
+            self._infos.copy_row_from(info_snap, row, 0)
             self._no = 1
             self._piece_o, self._piece_s = 0, 0
 
@@ -626,26 +731,35 @@ class BaseCollector(ExportMixin):
         self._handoff()
         self.writer.flush()
 
-    def end_collection(self) -> None:
-        """Store the open episode (as truncated), commit everything and stop the writer."""
+    def end_collection(self, interrupted: str = "close") -> None:
+        """Store the open episode (as truncated, ``interrupted`` in its metadata), commit everything and
+        stop the writer. Recording cannot resume afterwards (a later ``reset()`` raises)."""
         if not self.collecting:
             return
+        self._closed = True
         try:
             if self._ep_open and self._ep_recording and self._cur_len() > 0:
-                self._finish_episode(False, True, interrupted="close")
+                self._finish_episode(False, True, interrupted=interrupted)
             self._ep_open = self._fast = False
             self._handoff(final=True)
             self._finalize()
         finally:
             self.collecting = False
 
+    def _dropped_counts(self) -> dict[str, Any]:
+        """Values that could not be stored, per kind and key (what reaches the manifest's ``info``)."""
+        out: dict[str, Any] = {}
+        if self._infos.dropped:
+            out["dropped_info"] = dict(self._infos.dropped)
+        if self._extras.dropped:
+            out["dropped_extras"] = dict(self._extras.dropped)
+        return out
+
     def _finalize(self) -> None:
         if self.writer is not None:
-            meta_extra = {}
-            if self._infos.dropped:
-                meta_extra["dropped_info"] = dict(self._infos.dropped)
-            if meta_extra:
-                self.writer.manifest.info.update(meta_extra)
+            dropped = self._dropped_counts()
+            if dropped:
+                self.writer.update_info(dropped)
             self.writer.close()
 
     close = end_collection

@@ -224,6 +224,9 @@ class BufferCollector(BaseCollector):
             raise RuntimeError("call initialize_configs(env_info) before start_collection()")
         if self.collecting:
             return
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} for {self._dataset_path} was closed; recording cannot resume "
+                               "after close(). Create a new collector to record more.")
         self._open_writer()
         self._wstate = self.writer
         cs, co = self._capacity()
@@ -332,6 +335,7 @@ class BufferCollector(BaseCollector):
         """Open a new episode with its reset observation (ends an open one as truncated)."""
         if not self.collecting:
             self.start_collection()
+        self._invalid = False
         if self._ep_open and self._ep_len > 0:
             self._finish_episode(False, True, interrupted="reset")
         elif self._ep_open and self._ep_recording:  # zero-step episode: forget its reset row
@@ -367,15 +371,19 @@ class BufferCollector(BaseCollector):
         if s - self._s_lo >= self._Cs or self._o_hi - self._o_lo >= self._Co:
             self._make_room()
         i, j = s % self._Cs, self._o_hi % self._Co
-        self._put_act(i, action)
-        if self._infos.masks:
-            self._infos.clear_row(j)
-        self._put_obs(j, observation)
-        if type(reward) is not float:
-            reward = _scalar(reward, "reward", float)
-        self._r[i] = reward
-        self._te[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
-        self._tr[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
+        try:
+            self._put_act(i, action)
+            if self._infos.masks:
+                self._infos.clear_row(j)
+            self._put_obs(j, observation)
+            if type(reward) is not float:
+                reward = _scalar(reward, "reward", float)
+            self._r[i] = reward
+            self._te[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
+            self._tr[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
+        except Exception as e:
+            self._invalid_step(e, terminated, truncated)
+            raise
         self._oi[i] = self._o_hi - 1
         self._key[i] = self._ep_key
         self._first[i] = self._ep_len == 0
@@ -395,6 +403,21 @@ class BufferCollector(BaseCollector):
                                and self.memory_limit_mb is not None and not self.async_processing
                                and self._rss_over()):
             self._on_memory_alert()
+
+    def _invalid_step(self, error: BaseException, terminated: Any, truncated: Any) -> None:
+        """As :meth:`BaseCollector._invalid_step`: the open episode is stored as it was (truncated,
+        ``interrupted: "invalid_step"``); nothing is recorded until the next reset."""
+        logger.error("gym_aquacollect: {}; the open episode is stored as truncated (interrupted: invalid_step) "
+                     "and steps are not recorded until the next reset()", error)
+        if self._ep_len > 0:
+            self._finish_episode(False, True, interrupted="invalid_step")
+            self._ep_done = False
+        else:  # zero-step episode: forget its reset row
+            self._o_hi -= 1
+            self._o_lo = min(self._o_lo, self._o_hi)
+        self._ep_open = self._fast = False
+        self._invalid = True
+        self._invalid_dropped_done(terminated, truncated)
 
     def _cur_len(self) -> int:
         return self._ep_len if self._ep_recording else self._skip_len
@@ -555,14 +578,16 @@ class BufferCollector(BaseCollector):
         self._s_written = self._s_hi
         self.writer.flush()
 
-    def end_collection(self) -> None:
-        """Store the open episode (as truncated), write what is not on disk yet, close the dataset."""
+    def end_collection(self, interrupted: str = "close") -> None:
+        """Store the open episode (as truncated, ``interrupted`` in its metadata), write what is not on disk
+        yet, close the dataset."""
         if not self.collecting:
             return
+        self._closed = True
         try:
             self._stop_monitor()
             if self._ep_open and self._ep_recording and self._ep_len > 0:
-                self._finish_episode(False, True, interrupted="close")
+                self._finish_episode(False, True, interrupted=interrupted)
             self._ep_open = self._fast = False
             self._write_steps(self._s_written, self._s_hi)
             self._s_written = self._s_hi

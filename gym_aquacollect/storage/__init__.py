@@ -6,9 +6,11 @@ Contents:
     * :mod:`.manifest` - the directory layout and atomic commits.
     * :mod:`.codecs` - per-column storage codecs (:class:`~.codecs.VideoCodec`: image columns as video).
     * :mod:`.video` - PyAV video streams: encoder settings, writing frames, GOP-seeking decoding.
+    * :mod:`.flow` - :class:`~.flow.PendingBytes`, the byte budget between recorders and the writer.
 """
 
 from .manifest import DatasetFormatError
-from .writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece, WriterError
+from .writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece, WriterError, handle_sigterm
 
-__all__ = ["DatasetWriter", "FlushPolicy", "Block", "Piece", "EpisodeEnd", "WriterError", "DatasetFormatError"]
+__all__ = ["DatasetWriter", "FlushPolicy", "Block", "Piece", "EpisodeEnd", "WriterError", "DatasetFormatError",
+           "handle_sigterm"]

@@ -78,9 +78,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``/proc``); falls back to set-and-restore."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
     """Write ``obj`` as JSON to ``path`` atomically (temp file, fsync, rename, fsync dir).
 
+    The file gets the permissions any new file (a shard) gets: ``0o666`` less the umask (not the
+    ``0o600`` of a temporary file), so a dataset shared with other users is readable as a whole.
     With ``exclusive=True`` the file is only created if absent (``os.link``); returns False if it existed.
     """
     path = Path(path)
@@ -90,6 +106,7 @@ def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

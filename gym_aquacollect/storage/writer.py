@@ -6,11 +6,19 @@ Contents:
     * :class:`FlushPolicy` - when finished data becomes durable (steps / seconds / episode end).
     * :class:`DatasetWriter` - owns the thread, the open shard and this writer's manifest.
     * :class:`WriterError` - a failure in the writer thread, raised in the user's thread.
+    * :func:`handle_sigterm` - opt in to SIGTERM behaving like Ctrl-C (the exit path then commits).
 
 Durability: data handed over goes into an open shard. A *commit* closes that shard, fsyncs it, stores its
 CRC32 and lists it in the writer's manifest (atomic rename). Only committed shards are part of the
 dataset, so a SIGKILL loses at most what was handed over since the last commit. Commits happen on the
 :class:`FlushPolicy`, on :meth:`DatasetWriter.flush` and on :meth:`DatasetWriter.close`.
+
+Exits: at interpreter exit (a script that ends, ``sys.exit``, an uncaught exception, Ctrl-C; SIGTERM
+after :func:`handle_sigterm`) open writers commit synchronously, without executors (a thread pool
+refuses work at interpreter shutdown). A failing writer still commits the shards it had already
+closed and checksummed before it reports the failure. After ``os.fork()`` a writer of the parent is
+unusable in the child: the child's first recorded step raises :class:`WriterError` saying so (create
+the wrapper in the child instead); the parent's writer is unaffected.
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ import errno
 import os
 import queue
 import shutil
+import signal
+import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +48,14 @@ try:
 except ImportError:  # Windows
     _resource = None
 
+from .flow import PendingBytes
 from .manifest import SHARD_DIR, Manifest, ShardRecord, file_checksum, init_dataset_dir, new_writer_id
-from .shard import ShardWriter, compression_kwargs
+from .shard import _CHUNK_BYTES, AUTO_MIN_ROW_BYTES, ShardWriter, compression_kwargs
 
-__all__ = ["Piece", "EpisodeEnd", "Block", "FlushPolicy", "DatasetWriter", "WriterError"]
+__all__ = ["Piece", "EpisodeEnd", "Block", "FlushPolicy", "DatasetWriter", "WriterError", "handle_sigterm"]
+
+#: Default for ``max_pending_bytes``: what may wait for the writer before producers wait.
+DEFAULT_MAX_PENDING_BYTES = 32 << 20
 
 
 class WriterError(RuntimeError):
@@ -86,6 +101,8 @@ class Block:
     ends: list[EpisodeEnd] = field(default_factory=list)
     on_written: Callable[[], None] | None = None
     end_cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: memory this block holds until written, counted against the writer's ``max_pending_bytes``
+    nbytes: int = 0
 
 
 @dataclass
@@ -133,6 +150,12 @@ class DatasetWriter:
         compression: None, "lzf", "gzip" or ("gzip", level).
         flush_policy: a :class:`FlushPolicy` (or dict of its fields).
         writer_id: this writer's id (default: a new unique, time-sortable id).
+        max_pending_bytes: bytes handed over (``submit(..., nbytes=)``) and not yet written before
+            :meth:`submit` waits (see :mod:`gym_aquacollect.storage.flow`).
+
+    The run (writer id, host, pid, start time and the ``metadata`` of ``meta``) is stored in this
+    writer's manifest (``info["run"]``); readers attach it to each episode as ``metadata["run"]``, so a
+    second recording into an existing dataset keeps its own metadata with its own episodes.
     """
 
     def __init__(
@@ -144,6 +167,7 @@ class DatasetWriter:
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
         writer_id: str | None = None,
         codecs: dict[str, Any] | None = None,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         compression_kwargs(compression)  # validate early, in the caller's thread
         #: ``{"obs/<column>": ColumnCodec}`` (see :func:`gym_aquacollect.storage.codecs.resolve_codecs`)
@@ -153,8 +177,15 @@ class DatasetWriter:
         self.compression = compression
         self.policy = FlushPolicy.coerce(flush_policy)
         self.writer_id = writer_id or new_writer_id()
-        self.manifest = Manifest(writer_id=self.writer_id)
+        self.run = {"writer_id": self.writer_id, "host": socket.gethostname(), "pid": os.getpid(),
+                    "started": datetime.now(timezone.utc).isoformat(), "metadata": meta.get("metadata")}
+        self._extra_info: dict[str, Any] = {}
+        self._info_lock = threading.Lock()
+        self.manifest = Manifest(writer_id=self.writer_id, info={"run": self.run})
         self.manifest.save(self.path)
+        self._pid = os.getpid()
+        self._exiting = False  # interpreter exit: finish shards synchronously (no executors)
+        self.pending = PendingBytes(max_pending_bytes, on_wait=self._warn_behind)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.failed = False
@@ -172,20 +203,47 @@ class DatasetWriter:
         _LIVE.add(self)
 
     # -- user thread API -------------------------------------------------------------------------------
+    def _warn_behind(self) -> None:
+        logger.warning(
+            "gym_aquacollect: the writer for {} is behind by {} MB; recording waits for it (raise "
+            "max_pending_bytes, use lighter compression or a faster disk)", self.path, self.pending.cap >> 20,
+        )
+
     def check(self) -> None:
-        """Raise :class:`WriterError` if the writer thread has failed."""
+        """Raise :class:`WriterError` if the writer thread has failed (or this is a forked child)."""
         if self.failed:
+            if self._pid != os.getpid():
+                raise WriterError(
+                    f"gym_aquacollect: this process was forked (os.fork) from process {self._pid} after its "
+                    f"recording wrapper for {self.path} was created; the writer thread does not exist in the "
+                    "child, so nothing the child records could be stored. Create the recording wrapper in the "
+                    "child process (after the fork), or use multiprocessing's 'spawn'/'forkserver' start method."
+                )
             raise WriterError(
                 f"gym_aquacollect writer for {self.path} failed: {type(self.error).__name__}: {self.error}. "
                 "Data committed before the failure is intact; nothing after it was stored."
             ) from self.error
 
-    def submit(self, item: Block | Callable[[DatasetWriter], None]) -> None:
-        """Hand a block (or a callable run in the writer thread with this writer) over; never blocks."""
+    def submit(self, item: Block | Callable[[DatasetWriter], None], nbytes: int | None = None) -> None:
+        """Hand a block (or a callable run in the writer thread with this writer) over.
+
+        ``nbytes`` (default: ``block.nbytes``) is the memory the item holds until the writer is done
+        with it; while more than ``max_pending_bytes`` of such items wait, this call waits (flow control).
+        Never call it from the writer thread (a callable submitted here must use :meth:`write_block`)."""
         self.check()
         if self.closed:
             raise RuntimeError(f"the writer for {self.path} is closed")
-        self._queue.put(item)
+        if nbytes is None:
+            nbytes = item.nbytes if isinstance(item, Block) else 0
+        if nbytes:
+            self.pending.acquire(nbytes, self.check)
+        self._queue.put((item, nbytes, None))
+
+    def update_info(self, values: dict[str, Any]) -> None:
+        """Add ``values`` to this writer's manifest ``info`` (saved at the next commit and at close).
+        Safe from any thread; e.g. the count of info values that could not be stored."""
+        with self._info_lock:
+            self._extra_info.update(values)
 
     def flush(self, timeout: float | None = None) -> None:
         """Commit everything submitted so far; returns once it is durable on disk."""
@@ -206,7 +264,7 @@ class DatasetWriter:
             self.check()
             return
         done = threading.Event()
-        self._queue.put((what, done))
+        self._queue.put((what, 0, done))
         if not done.wait(timeout):
             raise TimeoutError(f"gym_aquacollect writer for {self.path} did not {what} within {timeout} s")
         self.check()
@@ -222,19 +280,21 @@ class DatasetWriter:
                     continue
             else:
                 item = self._queue.get()
+            item, nbytes, done = item
+            if done is not None:  # flush / close
+                try:
+                    if not self.failed:
+                        self._commit(final=(item == "close"), wait=True)
+                    elif item == "close":
+                        self._save_manifest(final=True)
+                except BaseException as e:  # noqa: BLE001 - surfaced through check()
+                    self._fail(e)
+                finally:
+                    done.set()
+                if item == "close":
+                    return
+                continue
             try:
-                if isinstance(item, tuple):
-                    what, done = item
-                    try:
-                        if not self.failed:
-                            self._commit(final=(what == "close"), wait=True)
-                    except BaseException as e:  # noqa: BLE001 - surfaced through check()
-                        self._fail(e)
-                    finally:
-                        done.set()
-                    if what == "close":
-                        return
-                    continue
                 if self.failed:
                     if isinstance(item, Block) and item.on_written:
                         item.on_written()
@@ -248,11 +308,11 @@ class DatasetWriter:
                     self._apply_finished(wait=False)
             except BaseException as e:  # noqa: BLE001 - surfaced through check()
                 self._fail(e)
+            finally:
+                self.pending.release(nbytes)
 
     def _fail(self, e: BaseException) -> None:
         logger.error("gym_aquacollect writer for {} failed: {}: {}", self.path, type(e).__name__, e)
-        self.error = e
-        self.failed = True
         if self._shard is not None:
             self._shard.abort()
             try:
@@ -260,6 +320,24 @@ class DatasetWriter:
             except OSError:
                 pass
             self._shard = None
+        # shards already closed (and being checksummed) are complete: commit them before reporting
+        while self._finishing:
+            fut = self._finishing.pop(0)
+            try:
+                rec = fut.result()
+            except BaseException as e2:  # noqa: BLE001 - this shard is lost; the others still count
+                logger.error("gym_aquacollect: finishing a closed shard of {} failed: {}", self.path, e2)
+                continue
+            self.manifest.shards.append(rec)
+            self.stats["committed_shards"] += 1
+            self.stats["bytes"] += rec.size
+        try:
+            self._extra_info["failed"] = f"{type(e).__name__}: {e}"[:500]
+            self._save_manifest(final=False)
+        except BaseException as e2:  # noqa: BLE001
+            logger.error("gym_aquacollect: saving the manifest of {} after the failure failed: {}", self.path, e2)
+        self.error = e
+        self.failed = True
 
     def _open_shard(self) -> ShardWriter:
         if self._shard is None:
@@ -311,15 +389,26 @@ class DatasetWriter:
         helps) and in the free space of the filesystem, so the open shard can always be closed cleanly.
         Costs a getrlimit and a statvfs (disk_usage) per block (not per step).
         """
-        add = sum(a[: block.n_obs].nbytes for a in block.obs.values()) + \
-            sum(a[: block.n_step].nbytes for a in block.step.values())
-        ncols = len(block.obs) + len(block.step)
         shard = self._shard
+        add, pad = 0, 0
+        for kind, cols, n in (("obs", block.obs, block.n_obs), ("step", block.step, block.n_step)):
+            for name, a in cols.items():
+                a = a[:n]
+                if a.dtype.kind == "O":  # variable-length strings: their bytes, not the pointers
+                    add += 16 * len(a) + 4 * sum(len(x) for x in a.ravel() if isinstance(x, str))
+                else:
+                    add += a.nbytes
+                pad += _chunk_bytes(shard, kind, name, a, self.compression)
+        ncols = len(block.obs) + len(block.step)
         have = shard.nbytes if shard is not None else 0
         on_disk = shard.path.stat().st_size if shard is not None and shard.path.exists() else 0
 
-        def bound(data: int) -> int:  # chunk padding, lzf expansion, object headers, index, B-trees
-            return int(2.2 * data) + ncols * (4 << 10) + (32 << 10)
+        def bound(data: int) -> int:
+            # an upper bound of the shard's size: raw chunks are allocated at most max(one chunk, 25%)
+            # ahead (shard._DirectColumn), the last chunk of each column is padded (one chunk per
+            # column), LZF/deflate expand incompressible data by < 1%, plus object headers, the
+            # episode index and B-trees
+            return int(1.27 * data) + pad + ncols * (4 << 10) + (64 << 10)
 
         if _resource is not None:
             soft = _resource.getrlimit(_resource.RLIMIT_FSIZE)[0]
@@ -365,7 +454,19 @@ class DatasetWriter:
                 except OSError:
                     pass
                 raise
-            self._finishing.append(self._finisher.submit(self._finish_file, shard))
+            fut = None
+            if not self._exiting:
+                try:
+                    fut = self._finisher.submit(self._finish_file, shard)
+                except RuntimeError:  # interpreter shutdown: executors refuse new work
+                    self._exiting = True
+            if fut is None:  # finish here, synchronously
+                fut = Future()
+                try:
+                    fut.set_result(self._finish_file(shard))
+                except BaseException as e:  # noqa: BLE001 - raised by _apply_finished, like the finisher's
+                    fut.set_exception(e)
+            self._finishing.append(fut)
         self._steps_since_commit = 0
         self._last_commit = time.monotonic()
         if wait or final:
@@ -392,11 +493,31 @@ class DatasetWriter:
             self.stats["bytes"] += rec.size
             added = True
         if added or final:
-            self.manifest.closed = final
-            self.manifest.info = {"steps": self.stats["steps"], "episodes": self.stats["episodes"]}
-            self.manifest.save(self.path)
+            self._save_manifest(final)
         if final:
-            self._finisher.shutdown(wait=True)
+            self._finisher.shutdown(wait=not self._exiting)
+
+    def _save_manifest(self, final: bool) -> None:
+        self.manifest.closed = final
+        with self._info_lock:
+            extra = dict(self._extra_info)
+        self.manifest.info = {"steps": self.stats["steps"], "episodes": self.stats["episodes"], "run": self.run,
+                              **extra}
+        self.manifest.save(self.path)
+
+
+def _chunk_bytes(shard: ShardWriter | None, kind: str, name: str, a: np.ndarray, compression: Any) -> int:
+    """Bytes of one chunk of column ``kind/name`` (existing in ``shard``, or as the shard would create it
+    for rows like ``a``): what a partly filled last chunk may add on disk."""
+    row = int(np.prod(a.shape[1:], dtype=np.int64)) * (16 if a.dtype.kind == "O" else a.dtype.itemsize)
+    row = max(1, row)
+    ds = shard._ds.get(f"{kind}/{name}") if shard is not None else None
+    if ds is not None and ds.chunks:
+        return int(ds.chunks[0]) * row
+    if row >= AUTO_MIN_ROW_BYTES and a.dtype.kind in "biuf" and compression != "lzf":
+        return max(1, _CHUNK_BYTES // row) * row
+    need = max(1, len(a))
+    return int(max(1, min(_CHUNK_BYTES // row, 1 << 16, max(64, 1 << int(need).bit_length())))) * row
 
 
 _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
@@ -414,9 +535,16 @@ def _obs_row_keys(block: Block) -> np.ndarray:
     return keys
 
 
+def prepare_exit() -> None:
+    """Interpreter exit: live writers finish shards synchronously from now on (no executors)."""
+    for w in list(_LIVE):
+        w._exiting = True
+
+
 @atexit.register
 def _close_live_writers() -> None:
     """At interpreter exit, commit what open writers hold (a normal exit without close() loses nothing)."""
+    prepare_exit()
     for w in list(_LIVE):
         if w.closed or w.failed:
             continue
@@ -424,3 +552,51 @@ def _close_live_writers() -> None:
             w.close(timeout=60)
         except Exception as e:  # noqa: BLE001
             logger.error("gym_aquacollect: closing writer for {} at exit failed: {}", w.path, e)
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child the writer threads do not exist: make every inherited writer refuse work (its
+    ``check`` explains) instead of silently queueing data nobody writes. The parent's files are untouched."""
+    for w in list(_LIVE):
+        if not w.closed:
+            w.failed = True
+            w.error = RuntimeError("forked")
+            w._finishing = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def handle_sigterm(enable: bool = True) -> None:
+    """Make SIGTERM behave like Ctrl-C: it raises ``KeyboardInterrupt`` in the main thread, so the exit
+    path stores every finished episode and the open ones (truncated, ``interrupted: "exit"``).
+
+    SLURM, Kubernetes and most job schedulers send SIGTERM before they kill a job. A library does not
+    take over signals by default: call this once from the main thread (or set the environment variable
+    ``AQUACOLLECT_HANDLE_SIGTERM=1`` before the first recording wrapper is created).
+    ``enable=False`` restores the default action.
+
+    Example:
+        >>> import signal
+        >>> handle_sigterm()
+        >>> signal.getsignal(signal.SIGTERM).__name__
+        '_sigterm_as_interrupt'
+        >>> handle_sigterm(False)
+        >>> signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        True
+    """
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt if enable else signal.SIG_DFL)
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+
+def maybe_handle_sigterm_from_env() -> None:
+    """Install :func:`handle_sigterm` when ``AQUACOLLECT_HANDLE_SIGTERM`` is set to 1/true/yes (main thread
+    only; a no-op elsewhere)."""
+    if os.environ.get("AQUACOLLECT_HANDLE_SIGTERM", "").strip().lower() in ("1", "true", "yes", "on") \
+            and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        handle_sigterm()

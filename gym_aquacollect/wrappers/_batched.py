@@ -27,7 +27,6 @@ chunk by chunk, in time order, so the per-sub-env state (open episode, pending r
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,12 +35,45 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from ..collectors.columns import to_storable
+from ..collectors.columns import Unstorable, to_storable
 from ..spaces import SpaceCodec, SpaceMismatchError
 from ..storage.writer import Block, DatasetWriter
 
 __all__ = ["Chunk", "BatchedRecorder", "BatchedPut", "FinishedEpisodes", "NEXT_STEP", "SAME_STEP", "DISABLED",
-           "split_batched_info", "teacher_columns", "batched_mode"]
+           "split_batched_info", "teacher_columns", "batched_mode", "copy_info"]
+
+
+def copy_info(value: Any) -> tuple[Any, int]:
+    """A copy of a (batched) info dict as it is now, and the bytes its arrays hold.
+
+    Envs may reuse their info arrays between steps; a reference kept until the writer splits the chunk
+    would then see the last value for every step. Dicts, lists and arrays are copied; other values are
+    immutable or kept as they are (their text is taken in the writer thread).
+
+    Example:
+        >>> a = np.zeros(2)
+        >>> info, nbytes = copy_info({"x": a, "d": {"y": [1, 2]}})
+        >>> a[:] = 5
+        >>> info["x"].tolist(), nbytes
+        ([0.0, 0.0], 32)
+    """
+    if isinstance(value, np.ndarray):
+        out = value.copy()
+        return out, out.nbytes
+    if isinstance(value, dict):
+        d, total = {}, 0
+        for k, v in value.items():
+            d[k], nb = copy_info(v)
+            total += nb
+        return d, total
+    if isinstance(value, (list, tuple)):
+        parts = [copy_info(v) for v in value]
+        return type(value)(p[0] for p in parts) if isinstance(value, list) else tuple(p[0] for p in parts), \
+            sum(p[1] for p in parts) + 8 * len(parts)
+    if hasattr(value, "detach") and hasattr(value, "clone"):  # torch tensor
+        out = value.detach().clone()
+        return out, int(out.element_size() * out.nelement())
+    return value, 0
 
 NEXT_STEP, SAME_STEP, DISABLED = "next_step", "same_step", "disabled"
 _TERM, _TRUNC = 1, 2
@@ -60,12 +92,20 @@ def _clean_key(key: Any) -> str:
 
 
 def split_batched_info(infos: dict[str, Any], n: int, skip: Sequence[str] = ("final_obs", "final_info"),
-                       path: str = "", out: dict | None = None, parent_mask: np.ndarray | None = None
-                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                       path: str = "", out: dict | None = None, parent_mask: np.ndarray | None = None,
+                       bad: dict[str, str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Flatten a Gymnasium batched info dict into ``{name: (values (n, ...), mask (n,))}``.
 
     A key ``k`` is present for sub-env ``i`` where ``infos["_k"][i]`` is True (and its parent dict's
-    mask too); keys without a mask count as present for all. Mask keys themselves are skipped.
+    mask too); keys without a mask count as present for all. Mask keys themselves are skipped. Values
+    that are not one per sub-env (wrong batch length, a scalar, a mask of the wrong length) are left out
+    and, when ``bad`` is given, named there with the reason.
+
+    Example:
+        >>> bad = {}
+        >>> out = split_batched_info({"x": np.arange(2), "y": np.arange(3)}, 2, bad=bad)
+        >>> sorted(out), bad
+        (['x'], {'y': 'batch length 3, not one per sub-env (2)'})
     """
     out = {} if out is None else out
     for k, v in infos.items():
@@ -73,16 +113,28 @@ def split_batched_info(infos: dict[str, Any], n: int, skip: Sequence[str] = ("fi
             k = str(k)
         if k in skip or (k.startswith("_") and k[1:] in infos):
             continue
-        m = infos.get(f"_{k}")
-        mask = np.ones(n, dtype=bool) if m is None else np.asarray(m, dtype=bool).reshape(n)
+        name = path + _clean_key(k)
+        try:
+            m = infos.get(f"_{k}")
+            mask = np.ones(n, dtype=bool) if m is None else np.asarray(m, dtype=bool).reshape(n)
+        except (ValueError, TypeError):
+            if bad is not None:
+                bad[name] = f"its mask '_{k}' is not one bool per sub-env ({n})"
+            continue
         if parent_mask is not None:
             mask = mask & parent_mask
-        name = path + _clean_key(k)
         if isinstance(v, dict):
-            split_batched_info(v, n, (), name + "/", out, mask)
+            split_batched_info(v, n, (), name + "/", out, mask, bad)
             continue
-        arr = np.asarray(v) if not isinstance(v, np.ndarray) else v
+        try:
+            arr = np.asarray(v) if not isinstance(v, np.ndarray) else v
+        except (ValueError, TypeError, OverflowError) as e:
+            if bad is not None:
+                bad[name] = f"not an array ({type(e).__name__})"
+            continue
         if arr.ndim == 0 or arr.shape[0] != n:
+            if bad is not None and mask.any():
+                bad[name] = f"batch length {arr.shape[0] if arr.ndim else 'none (a scalar)'}, not one per sub-env ({n})"
             continue  # not a per-sub-env value
         out[name] = (arr, mask)
     return out
@@ -440,6 +492,7 @@ class Chunk:
     final_info: list[Any] = field(default_factory=list)
     final_leaves: list[np.ndarray] | None = None  # batched final obs rows (Isaac Lab path)
     final_ok: np.ndarray | None = None  # (K,) whether final_leaves hold fresh rows at step k
+    info_bytes: int = 0  # bytes of the info copies held (counted toward max_pending_bytes)
     reset: dict[str, Any] | None = None  # {"mask", "obs" (leaf list), "infos", "seeds", "options"}
     release: Callable[[], None] | None = None  # called once the writer no longer needs the buffers
     wait: Callable[[], None] | None = None  # called in the writer thread before reading (device events)
@@ -459,15 +512,22 @@ class BatchedRecorder:
         record_infos: split and store batched infos.
         chunk_steps: K, steps per chunk (None: about 4 MiB per chunk, at most 256 steps).
         episode_meta: metadata added to every episode (e.g. the autoreset mode).
-        final_obs_missing_meta: when final observations are not available at all (Isaac Lab without
-            ``compute_final_obs``), what the episode metadata says.
+        per_env_seeds: whether sub-env ``i`` of a reset with ``seed=s`` is reproduced by
+            ``gym.make(id).reset(seed=s + i)`` (Gymnasium's Sync/AsyncVectorEnv). Otherwise (native vector
+            envs sharing one RNG, Isaac Lab) episodes store ``seed: None`` and the batch's seed as
+            ``vector_seed``, so ``metadata["seed"]`` is only ever a seed that reproduces the episode.
+
+    Memory: each chunk handed to the writer counts its bytes (rows and info copies) against the
+    collector's ``max_pending_bytes`` through the writer's byte budget; while more is pending, the env
+    waits (:mod:`gym_aquacollect.storage.flow`).
     """
 
     def __init__(self, collector: Any, num_envs: int, obs_codec: SpaceCodec, act_codec: SpaceCodec, mode: str,
                  *, record_infos: bool = True, chunk_steps: int | None = None,
                  episode_meta: dict[str, Any] | None = None, obs_names: list[str] | None = None,
-                 ext: Sequence[tuple[str, tuple[int, ...], Any]] = ()) -> None:
+                 ext: Sequence[tuple[str, tuple[int, ...], Any]] = (), per_env_seeds: bool = True) -> None:
         self.collector = collector
+        self.per_env_seeds = per_env_seeds
         self.writer: DatasetWriter = collector.writer
         self.n = int(num_envs)
         self.obs_codec, self.act_codec = obs_codec, act_codec
@@ -481,11 +541,13 @@ class BatchedRecorder:
         row = obs_codec.row_nbytes + act_codec.row_nbytes + ext_bytes + 10
         # about 4 MiB per chunk (at most 4096 steps): per-chunk costs in the writer amortise over many steps
         self.K = int(chunk_steps or max(8, min(4096, (4 << 20) // max(1, row * self.n))))
+        self.row_nbytes = row
+        #: info copies beyond this many bytes end a chunk early (so large infos keep chunks small)
+        self.chunk_info_bytes = max(4 << 20, self.K * row * self.n)
         self.handoff_seconds = 1.0  # a partly filled chunk goes to the writer at least this often
         self.last_handoff = time.monotonic()
         self.episode_meta = dict(episode_meta or {})
         self._pool: list[Chunk] = []
-        self._slots = threading.Semaphore(4)
         self.chunk: Chunk | None = None
         # writer-thread state (per sub-env)
         n = self.n
@@ -502,6 +564,8 @@ class BatchedRecorder:
                                     dtype=object)
         self._next_key = 0
         self.info_schema: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        self._info_groups: set[str] = set()  # names used as dicts in stored infos
+        self.dropped_info: dict[str, int] = {}
         self.dropped_steps = 0
         self._warned: set[str] = set()
         self.closed = False
@@ -515,14 +579,21 @@ class BatchedRecorder:
         self.put_obs = BatchedPut(obs_codec, n, "observation", cast)
         self.put_act = BatchedPut(act_codec, n, "action", cast)
         self.put_ext = BatchedPut(act_codec, n, "teacher action", cast) if self.ext_specs else None
+        self.before_exit: list[Callable[[], None]] = []  # e.g. hand a device chunk over first
+        collector._exit_hooks.append(self._at_exit)
 
     # ================================================================ user thread
+    def _at_exit(self, why: str) -> None:
+        """Interpreter exit without close(): hand over what the chunks hold and store open episodes
+        as truncated (``interrupted: why``)."""
+        for hook in self.before_exit:
+            hook()
+        self.close(why)
+
     def _new_chunk(self) -> Chunk:
-        while not self._slots.acquire(timeout=0.5):
-            self.writer.check()
         if self._pool:
             c = self._pool.pop()
-            c.k, c.infos, c.final_obs, c.final_info, c.reset = 0, [], [], [], None
+            c.k, c.infos, c.final_obs, c.final_info, c.reset, c.info_bytes = 0, [], [], [], None, 0
             return c
         K, n = self.K, self.n
         c = Chunk(
@@ -531,11 +602,10 @@ class BatchedRecorder:
             rew=np.zeros((K, n), np.float64), term=np.zeros((K, n), bool), trunc=np.zeros((K, n), bool),
             ext=[np.zeros((K, n, *shape), dt) for _, shape, dt in self.ext_specs],
         )
-        pool, slots = self._pool, self._slots
+        pool = self._pool
 
         def release(c=c) -> None:
             pool.append(c)
-            slots.release()
 
         c.release = release
         return c
@@ -566,7 +636,10 @@ class BatchedRecorder:
             c.release()
             return
         c.t1 = time.time()
-        self.writer.submit(lambda w, c=c: self._process(c, w))
+        nbytes = sum(a.nbytes for a in c.obs) + sum(a.nbytes for a in c.act) + sum(a.nbytes for a in c.ext) + \
+            c.rew.nbytes + c.term.nbytes + c.trunc.nbytes + c.info_bytes + \
+            (sum(a.nbytes for a in c.final_leaves) if c.final_leaves is not None else 0)
+        self.writer.submit(lambda w, c=c: self._process(c, w), nbytes=nbytes)
 
     def on_reset(self, mask: np.ndarray, obs: Any, infos: Any, seed: Any = None, options: Any = None,
                  *, obs_leaves: list[np.ndarray] | None = None) -> None:
@@ -579,21 +652,27 @@ class BatchedRecorder:
                 v = obs if self.obs_codec.simple else _leaf_get(obs, leaf.path)
                 obs_leaves.append(np.array(v, dtype=leaf.dtype, copy=True).reshape(self.n, *leaf.shape))
         seeds: list[Any]
-        if seed is None or isinstance(seed, (int, np.integer)):
+        vector_seed = None
+        if not self.per_env_seeds:  # one RNG for the batch: no per-episode seed reproduces an episode
+            seeds = [None] * self.n
+            vector_seed = _jsonable(seed)
+        elif seed is None or isinstance(seed, (int, np.integer)):
             seeds = [None if seed is None else int(seed) + i for i in range(self.n)]
         else:
             seeds = [None if s is None else int(s) for s in seed]
+        info_copy, nb = copy_info(infos) if self.record_infos and infos else (None, 0)
+        c.info_bytes += nb
         c.reset = {"mask": np.asarray(mask, bool).copy(), "obs": obs_leaves,
-                   "infos": infos if self.record_infos else None, "seeds": seeds,
+                   "infos": info_copy, "seeds": seeds, "vector_seed": vector_seed,
                    "options": options}
 
-    def close(self) -> None:
-        """Store every open episode with steps as truncated (``interrupted: "close"``)."""
+    def close(self, why: str = "close") -> None:
+        """Store every open episode with steps as truncated (``interrupted: why``)."""
         if self.closed:
             return
         self.closed = True
         self.submit()
-        self.writer.submit(self._close_all)
+        self.writer.submit(lambda w: self._close_all(w, why))
         if self.feed != "stream":  # the collector's decisions (top-k, ring) must be complete before it finalizes
             self.writer.flush()
 
@@ -673,7 +752,8 @@ class BatchedRecorder:
                 self.key_meta.pop(key, None)  # a zero-step episode is not stored
             if self._hold is not None:
                 self._hold.discard(dead)
-            reset_meta = {"seeds": c.reset["seeds"], "options": _jsonable(c.reset["options"])}
+            reset_meta = {"seeds": c.reset["seeds"], "options": _jsonable(c.reset["options"]),
+                          "vector_seed": c.reset.get("vector_seed")}
         valid, starts, ends = self._masks(c, pre)
         M = np.zeros((n, K + 1, 2), bool)
         M[:, 0, 1] = pre
@@ -704,8 +784,10 @@ class BatchedRecorder:
         if reset_meta is not None:
             seeds, opts = reset_meta["seeds"], reset_meta["options"]
             rsel = np.nonzero(is_start & (kk1 == 0))[0]
+            vseed = reset_meta["vector_seed"]
             for key, i in zip(row_key[rsel].tolist(), env[rsel].tolist()):
-                self.key_meta[key] = {"seed": seeds[i], "options": opts}
+                self.key_meta[key] = {"seed": seeds[i], "options": opts} if vseed is None else \
+                    {"seed": None, "vector_seed": vseed, "options": opts}
         # -- step rows (the rows M[:, 1:, 0]) and their runs (one per episode piece)
         stepsel = np.nonzero((slot == 0) & (kk1 > 0))[0]
         s_env, s_k, s_key = env[stepsel], kk1[stepsel] - 1, row_key[stepsel]
@@ -915,15 +997,28 @@ class BatchedRecorder:
 
         def put(name: str, rows: np.ndarray, vals: np.ndarray, mask: np.ndarray) -> None:
             spec = self.info_schema.get(name)
-            if vals.dtype == _OBJ:
-                vals = np.array([_to_text(x) if mm else "" for x, mm in zip(vals, mask)], dtype=_OBJ)
+            if vals.dtype == _OBJ or vals.dtype.kind in "US":
+                texts = [_to_text(x) if mm else "" for x, mm in zip(vals, mask)]
+                bad = [t is None for t in texts]
+                if any(bad):
+                    self._drop_info(name, sum(bad), "a string with a NUL character or a lone surrogate, or an "
+                                    "integer beyond 64 bits")
+                    mask = mask & ~np.array(bad)
+                vals = np.array(["" if t is None else t for t in texts], dtype=_OBJ)
             if spec is None:
+                parts = name.split("/")
+                ancestors = ["/".join(parts[:j]) for j in range(1, len(parts))]
+                clash = name in self._info_groups or any(a in self.info_schema for a in ancestors)
+                if clash:
+                    self._drop_info(name, int(mask.sum()), "a value where a dict was stored, or a dict where a "
+                                    "value was stored")
+                    return
                 spec = self.info_schema[name] = (vals.dtype, vals.shape[1:])
+                self._info_groups.update(ancestors)
             dt, shape = spec
             if vals.shape[1:] != shape or not (vals.dtype == dt or (
                     (dt == _OBJ) == (vals.dtype == _OBJ) and np.can_cast(vals.dtype, dt, "same_kind"))):
-                self._warn_once(f"info:{name}", "gym_aquacollect: info key {!r} changed from {} {} to {} {}; "
-                                "such values are not recorded", name, dt, shape, vals.dtype, vals.shape[1:])
+                self._drop_info(name, int(mask.sum()), f"changed from {dt} {shape} to {vals.dtype} {vals.shape[1:]}")
                 return
             if name not in cols:
                 cols[name] = (np.zeros((R, *shape), dt) if dt != _OBJ else np.full((R, *shape), "", _OBJ),
@@ -935,11 +1030,14 @@ class BatchedRecorder:
         def emit(infos: dict, rows: np.ndarray, envs: np.ndarray) -> None:
             if not len(rows):
                 return
-            for name, (vals, mask) in split_batched_info(infos, n).items():
+            bad: dict[str, str] = {}
+            for name, (vals, mask) in split_batched_info(infos, n, bad=bad).items():
                 try:
                     put(name, rows, vals[envs], mask[envs])
-                except (ValueError, TypeError) as exc:
-                    self._warn_once(f"info:{name}", "gym_aquacollect: info key {!r} not recorded: {}", name, exc)
+                except (ValueError, TypeError, OverflowError) as exc:
+                    self._drop_info(name, int(mask[envs].sum()), f"{type(exc).__name__}: {exc}")
+            for name, why in bad.items():
+                self._drop_info(name, len(rows), why)
 
         def pick(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             e = np.nonzero(r >= 0)[0]
@@ -958,6 +1056,16 @@ class BatchedRecorder:
             f = np.where(ends[k], P[:, k + 1, 0], -1)
             emit(c.final_info[k], *pick(f))
         return cols
+
+    def _drop_info(self, name: str, count: int, why: str) -> None:
+        """(writer thread) Info values of key ``name`` that cannot be stored: warn once, count, and put
+        the count in the writer's manifest (``info["dropped_info"]``)."""
+        if count <= 0:
+            return
+        self.dropped_info[name] = self.dropped_info.get(name, 0) + int(count)
+        self._warn_once(f"info:{name}", "gym_aquacollect: info key {!r}: {}; such values are not recorded "
+                        "(counted in the dataset manifest under 'dropped_info')", name, why)
+        self.writer.update_info({"dropped_info": dict(self.dropped_info)})
 
     def _close_all(self, writer: DatasetWriter, why: str = "close") -> None:
         hit = np.nonzero(self.open & (self.length > 0))[0]
@@ -1007,8 +1115,12 @@ def _cat(xs: list[np.ndarray], dt: Any) -> np.ndarray:
     return np.concatenate(xs) if xs else np.zeros(0, dt)
 
 
-def _to_text(x: Any) -> str:
-    arr = to_storable(x)
+def _to_text(x: Any) -> str | None:
+    """Text of one object-dtype info value ("" for None; None when it cannot be stored)."""
+    try:
+        arr = to_storable(x)
+    except Unstorable:
+        return None
     if arr is None:
         return ""
     if arr.dtype == _OBJ:

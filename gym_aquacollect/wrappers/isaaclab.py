@@ -324,8 +324,10 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         self.teacher = teacher
         self._rec = BatchedRecorder(c, self.num_envs, c._obs_codec, c._act_codec, SAME_STEP, record_infos=False,
                                     chunk_steps=chunk_steps, episode_meta={"autoreset_mode": SAME_STEP},
-                                    ext=teacher_columns(c._act_codec) if teacher is not None else ())
+                                    ext=teacher_columns(c._act_codec) if teacher is not None else (),
+                                    per_env_seeds=False)  # one seed for the whole batch
         self._chunks = TorchChunks(self._rec, self.device, self.final_obs_available)
+        self._rec.before_exit.append(self._chunks.hand_over)
         self._obs_paths = [leaf.path for leaf in c._obs_codec.leaves]
         self._act_paths = [leaf.path for leaf in c._act_codec.leaves]
         self._last_final: Any = None
@@ -346,8 +348,7 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         self._chunks.hand_over()
         leaves = [np.array(_leaf_get(obs, p).detach().cpu().numpy(), dtype=leaf.dtype, copy=True)
                   for p, leaf in zip(self._obs_paths, self._rec.obs_codec.leaves)]
-        self._rec.on_reset(np.ones(self.num_envs, bool), None, None, [seed] * self.num_envs, options,
-                           obs_leaves=leaves)
+        self._rec.on_reset(np.ones(self.num_envs, bool), None, None, seed, options, obs_leaves=leaves)
         # on_reset opened a plain chunk for the reset event; move the event to a device chunk
         plain = self._rec.chunk
         self._rec.chunk = None
@@ -362,6 +363,8 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         teacher_action = None if self.teacher is None else self.teacher(self._last_obs)
         out = self.env.step(action)
         obs, rew, term, trunc, extras = out
+        if self._rec.writer.failed:  # e.g. a forked child: say so at the first step
+            self._rec.writer.check()
         ch = self._chunks
         slot = ch.cur if ch.cur is not None else ch.slot()
         dev, c = slot["dev"], slot["chunk"]

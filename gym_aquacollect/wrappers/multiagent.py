@@ -203,6 +203,8 @@ class CollectingMultiAgentWrapper(gym.utils.RecordConstructorArgs):
         out = self.env.step(actions)
         obs, rew, term, trunc, infos = out
         rec = self._rec
+        if rec.writer.failed:  # e.g. a forked child: say so at the first step
+            rec.writer.check()
         c = rec.current()
         k = c.k
         self._write_obs(c.obs, k, obs)
@@ -335,8 +337,10 @@ class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.ut
         self.teacher = teacher
         ext = agent_columns(self.agents_all) + (teacher_columns(c._act_codec) if teacher is not None else [])
         self._rec = BatchedRecorder(c, self.num_envs, c._obs_codec, c._act_codec, SAME_STEP, record_infos=False,
-                                    chunk_steps=chunk_steps, episode_meta={"autoreset_mode": SAME_STEP}, ext=ext)
+                                    chunk_steps=chunk_steps, episode_meta={"autoreset_mode": SAME_STEP}, ext=ext,
+                                    per_env_seeds=False)  # one seed for the whole batch
         self._chunks = TorchChunks(self._rec, self.device, self.final_obs_available)
+        self._rec.before_exit.append(self._chunks.hand_over)
         self._obs_paths = [leaf.path for leaf in c._obs_codec.leaves]
         self._act_paths = [leaf.path for leaf in c._act_codec.leaves]
         nf = len(_FIELDS)
@@ -352,8 +356,7 @@ class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.ut
         self._chunks.hand_over()
         leaves = [np.array(_leaf_get(obs, p).detach().cpu().numpy(), dtype=leaf.dtype, copy=True)
                   for p, leaf in zip(self._obs_paths, self._rec.obs_codec.leaves)]
-        self._rec.on_reset(np.ones(self.num_envs, bool), None, None, [seed] * self.num_envs, options,
-                           obs_leaves=leaves)
+        self._rec.on_reset(np.ones(self.num_envs, bool), None, None, seed, options, obs_leaves=leaves)
         plain = self._rec.chunk
         self._rec.chunk = None
         slot = self._chunks.slot()
@@ -373,6 +376,8 @@ class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.ut
         teacher_action = None if self.teacher is None else self.teacher(self._last_obs)
         out = self.env.step(actions)
         obs, rew, term, trunc, extras = out
+        if self._rec.writer.failed:  # e.g. a forked child: say so at the first step
+            self._rec.writer.check()
         ch = self._chunks
         slot = ch.cur if ch.cur is not None else ch.slot()
         dev, c = slot["dev"], slot["chunk"]

@@ -29,7 +29,15 @@ from loguru import logger
 from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
 from ..spaces import SpaceMismatchError
 from ..storage.writer import FlushPolicy
-from ._batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder, check_batch_column, teacher_columns
+from ._batched import (
+    DISABLED,
+    NEXT_STEP,
+    SAME_STEP,
+    BatchedRecorder,
+    check_batch_column,
+    copy_info,
+    teacher_columns,
+)
 from .single import attach_collector, recorded_kwargs
 
 __all__ = ["CollectingVectorWrapper", "resolve_autoreset_mode"]
@@ -155,16 +163,21 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         self.autoreset_mode = resolve_autoreset_mode(env, autoreset_mode)
         self.collector = _make_collector(
             collector, path, env.single_observation_space, env.single_action_space, env,
-            {"num_envs": env.num_envs, "autoreset_mode": self.autoreset_mode, "vector_env": type(env.unwrapped).__name__},
+            {"num_envs": env.num_envs, "autoreset_mode": self.autoreset_mode,
+             "vector_env": type(env.unwrapped).__name__},
             compression=compression, record_infos=record_infos, metadata=metadata,
             flush_policy=flush_policy, dtype_policy=dtype_policy, codecs=codecs,
         )
         c = self.collector
         self.teacher = teacher
+        # Sync/AsyncVectorEnv seed sub-env i with seed + i: gym.make(id).reset(seed=seed + i) reproduces its
+        # first episode. Native vector envs (make_vec's vectorize_mode="vector_entry_point") share one RNG.
+        per_env_seeds = isinstance(env.unwrapped, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
         self._rec = BatchedRecorder(c, env.num_envs, c._obs_codec, c._act_codec, self.autoreset_mode,
                                     record_infos=record_infos, chunk_steps=chunk_steps,
                                     episode_meta={"autoreset_mode": self.autoreset_mode},
-                                    ext=teacher_columns(c._act_codec) if teacher is not None else ())
+                                    ext=teacher_columns(c._act_codec) if teacher is not None else (),
+                                    per_env_seeds=per_env_seeds)
         self._record_infos = record_infos
         self._same = self.autoreset_mode == SAME_STEP
         self._simple = c._obs_codec.simple and c._act_codec.simple
@@ -211,6 +224,8 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         out = self.env.step(actions)
         obs, rew, term, trunc, infos = out
         rec = self._rec
+        if rec.writer.failed:  # e.g. a forked child: say so at the first step
+            rec.writer.check()
         c = rec.chunk if rec.chunk is not None else rec.current()
         k, n = c.k, self.num_envs
         try:
@@ -241,16 +256,23 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         c.rew[k] = rew
         c.term[k] = term
         c.trunc[k] = trunc
-        if self._record_infos:
-            c.infos.append(infos)
+        if self._record_infos:  # copied now: an env may reuse its info arrays
+            if infos:
+                info_copy, nb = copy_info(infos)
+                c.info_bytes += nb
+            else:
+                info_copy = infos
+            c.infos.append(info_copy)
             if self._same:
-                c.final_info.append(infos.get("final_info"))
+                fi = info_copy.get("final_info") if info_copy else None
+                c.final_info.append(fi)
         if self._same:
             c.final_obs.append(fo)
         if teacher_action is not None:
             self._last_obs = obs
         c.k = k = k + 1
-        if k == rec.K or (not k & 63 and time.monotonic() - rec.last_handoff > rec.handoff_seconds):
+        if k == rec.K or c.info_bytes > rec.chunk_info_bytes or \
+                (not k & 63 and time.monotonic() - rec.last_handoff > rec.handoff_seconds):
             rec.submit()
         return out
 
