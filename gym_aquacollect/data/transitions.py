@@ -292,8 +292,8 @@ class TransitionStore:
         self._ds._ensure_pid()
         reader = self._ds._readers[s]
         h5 = reader.columns[col.kind].get(col.name)
-        if h5 is None or h5.dtype != col.dtype or h5.shape[0] < r0 + k:
-            return False
+        if h5 is None or not hasattr(h5, "read_direct") or h5.dtype != col.dtype or h5.shape[0] < r0 + k:
+            return False  # absent, another dtype, or a coded (video) column: the general path decodes it
         try:
             # into a view of exactly the destination rows: HDF5 is ~7x slower with a row selection of a
             # large memory space (measured)
@@ -326,7 +326,7 @@ class TransitionStore:
                 continue
             lo, hi = int(r.min()), int(r.max()) + 1
             try:
-                if hi - lo <= 2 * len(r) + 4096:
+                if hi - lo <= 2 * len(r) + 4096 or not hasattr(h5, "chunks"):  # coded columns read lazily
                     block = reader.read(col.kind, col.name, lo, hi - lo)
                     if len(block) < hi - lo:
                         raise ValueError(f"rows {lo}..{hi} requested, the column holds {len(h5)}")

@@ -114,6 +114,8 @@ class _Feed(gym.vector.VectorEnv):
     drive :class:`~gym_aquacollect.CollectingVectorWrapper`'s recording path with SB3's data."""
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    #: SB3's ``VecEnv.seed(s)`` seeds sub-env ``i`` with ``s + i``: that seed reproduces its first episode.
+    per_env_seeds = True
 
     def __init__(self, venv: VecEnv) -> None:
         self.num_envs = venv.num_envs

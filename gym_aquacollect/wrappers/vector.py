@@ -172,7 +172,9 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         self.teacher = teacher
         # Sync/AsyncVectorEnv seed sub-env i with seed + i: gym.make(id).reset(seed=seed + i) reproduces its
         # first episode. Native vector envs (make_vec's vectorize_mode="vector_entry_point") share one RNG.
-        per_env_seeds = isinstance(env.unwrapped, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
+        # A vector env that seeds its sub-envs the same way says so with a class attribute ``per_env_seeds``.
+        per_env_seeds = bool(getattr(env.unwrapped, "per_env_seeds", False)) or isinstance(
+            env.unwrapped, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
         self._rec = BatchedRecorder(c, env.num_envs, c._obs_codec, c._act_codec, self.autoreset_mode,
                                     record_infos=record_infos, chunk_steps=chunk_steps,
                                     episode_meta={"autoreset_mode": self.autoreset_mode},
