@@ -9,6 +9,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+from _peers import missing, require
 from gymnasium import spaces
 
 from gym_aquacollect.formats import ExportError, export_for_teacher_student
@@ -62,16 +63,16 @@ def _robomimic():
         import robomimic.utils.obs_utils as ObsUtils
         from robomimic.utils.dataset import SequenceDataset
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"robomimic does not import here: {e}")
+        missing(f"robomimic does not import here: {e}")
     return FileUtils, ObsUtils, SequenceDataset
 
 
 def test_layout_and_isaaclab_handler(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     try:
         from isaaclab.utils.datasets import HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"isaaclab's dataset handler does not import: {e}")
+        missing(f"isaaclab's dataset handler does not import: {e}")
     src = _arm_dataset(tmp_path, 12)
     path = export_for_teacher_student(src, tmp_path)
     h = HDF5DatasetFileHandler()
@@ -96,11 +97,11 @@ def test_layout_and_isaaclab_handler(tmp_path):
 
 
 def test_layout_matches_isaaclab_writer(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     try:
         from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"isaaclab's dataset handler does not import: {e}")
+        missing(f"isaaclab's dataset handler does not import: {e}")
     src = _arm_dataset(tmp_path, 1)
     ours = write_robomimic(src, tmp_path / "ours.hdf5")
     ref = HDF5DatasetFileHandler()
@@ -186,11 +187,11 @@ def test_nested_obs_and_discrete_actions_roundtrip(tmp_path):
 
 
 def test_foreign_isaaclab_file_imports(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     try:
         from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"isaaclab's dataset handler does not import: {e}")
+        missing(f"isaaclab's dataset handler does not import: {e}")
     h = HDF5DatasetFileHandler()
     h.create(str(tmp_path / "isaac.hdf5"), env_name="Isaac-Fake-v0")
     rng = np.random.default_rng(0)
