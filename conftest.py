@@ -20,6 +20,11 @@ from tests._peers import REQUIRE_ALL, loopback_only
 _TORCH_IN_DOCTEST = re.compile(r"\btorch\b|as_torch")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_ALL:  # a module whose peer library is missing errors at collection: report it, run the rest
+        config.option.continue_on_collection_errors = True
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     ok, why_not = loopback_only()
     net = "loopback-only network namespace (servers bind 127.0.0.1)" if ok else \
@@ -63,8 +68,9 @@ def pytest_make_collect_report(collector: pytest.Collector):
         _as_failure(report)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
+    yield  # after pytest's own summaries: this is the last line before the counts
     skipped = terminalreporter.stats.get("skipped", [])
     if not skipped:
         terminalreporter.write_line("aquacollect: no test skipped")
