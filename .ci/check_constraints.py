@@ -13,6 +13,10 @@ import re
 import sys
 from importlib import metadata
 
+# torch's CUDA runtime wheels: present only where torch resolved to its CUDA build (no CPU wheel on the
+# index, see README, Development); the pins come from torch's own exact requirements.
+TORCH_RUNTIME = re.compile(r"^(nvidia-.*|triton|cuda-.*)$")
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -29,7 +33,7 @@ def main(argv: list[str]) -> int:
     unpinned, differ = [], []
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if not name or _norm(name) == "gym-aquacollect":
+        if not name or _norm(name) == "gym-aquacollect" or TORCH_RUNTIME.match(_norm(name)):
             continue
         want = pinned.get(_norm(name))
         if want is None:

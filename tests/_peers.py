@@ -16,8 +16,8 @@ module-level ``pytest.importorskip`` that would also skip the file's tests that 
         ray = require("ray")
 
 Contents:
-    * :data:`REQUIRE_ALL` - ``AQUACOLLECT_REQUIRE_ALL=1`` (``.ci/run`` sets it; ``make test`` sets it
-      when ``CI`` is set): a missing peer or a missing loopback-only network namespace *fails* the test
+    * :data:`REQUIRE_ALL` - ``AQUACOLLECT_REQUIRE_ALL=1`` or ``CI=true`` (``.ci/run`` sets both; ``make
+      test`` sets the first when ``CI`` is set): a missing peer or a missing loopback-only network namespace *fails* the test
       instead of skipping it. The root ``conftest.py`` also turns any other skip into a failure then,
       and ends every run with a line listing the skips.
     * :func:`require` - import a peer library or skip (locally) / fail (CI) with the import error.
@@ -42,8 +42,9 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-#: True when a missing peer library / namespace must fail the run (CI).
-REQUIRE_ALL: bool = _truthy(os.environ.get("AQUACOLLECT_REQUIRE_ALL"))
+#: True when a missing peer library / namespace must fail the run: ``AQUACOLLECT_REQUIRE_ALL=1``, or ``CI``
+#: set to a true value (CI services set ``CI=true``; ``.ci/run`` sets both).
+REQUIRE_ALL: bool = _truthy(os.environ.get("AQUACOLLECT_REQUIRE_ALL")) or _truthy(os.environ.get("CI"))
 
 
 def missing(reason: str) -> None:
