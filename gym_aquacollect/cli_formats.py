@@ -145,7 +145,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     a1.legend(loc="best")
     a2.plot(x, lengths, ".", alpha=0.5)
     a2.set_ylabel("length (steps)")
-    a2.set_xlabel("episode (in the order they finished)")
+    a2.set_xlabel("episode (dataset order: as they finished, per writer)")
     fig.suptitle(f"{Path(str(args.path)).name}: {len(returns)} episodes, {int(lengths.sum())} steps")
     fig.tight_layout()
     out = Path(args.out)
