@@ -145,6 +145,9 @@ def test_robomimic_sequence_dataset(tmp_path):
     np.testing.assert_allclose(item["obs"]["observation"][0], first.observations[0])
     np.testing.assert_allclose(item["next_obs"]["observation"][0], first.observations[1])
     np.testing.assert_allclose(item["actions"][0], first.actions[0])
+    # dones = terminated or truncated: these Pendulum demos end on the time limit, read through robomimic
+    assert first.truncations[-1] and not first.terminations.any()
+    assert [int(ds[t]["dones"][0]) for t in range(len(first))] == [0] * (len(first) - 1) + [1]
 
 
 def test_only_successful_and_teacher_actions_roundtrip(tmp_path):

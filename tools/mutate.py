@@ -64,7 +64,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("writer-manifest-newest-first", W, "rec = self._finishing.pop(0).result()",
            "rec = self._finishing.pop().result()", (T_ORDER, T_RT, T_REL), "finished shards listed out of order"),
     Mutant("writer-never-closed", W, "self.manifest.closed = final", "self.manifest.closed = False",
-           ("tests/test_core_crash_cli.py", T_RT, "tests/test_reliability_hypothesis.py"),
+           (T_ORDER, "tests/test_core_crash_cli.py", T_RT),
            "a cleanly closed writer's manifest not marked closed"),
     # -- manifest / checksums ---------------------------------------------------------------------------
     Mutant("manifest-tmp-not-fsynced", M, "            f.flush()\n            os.fsync(f.fileno())\n",
