@@ -1,7 +1,7 @@
 """Suite-wide pytest hooks (tests/ and the package doctests): CI cannot pass on skipped tests.
 
-* ``AQUACOLLECT_REQUIRE_ALL=1`` (set by ``.ci/run``, and by ``make test`` when ``CI`` is set): every
-  skip - a missing peer library (``tests/_peers.py: require``), a missing loopback-only network
+* ``AQUACOLLECT_REQUIRE_ALL=1`` or ``CI=true`` (``.ci/run`` sets both; ``make test`` sets the first
+  when ``CI`` is set): every skip - a missing peer library (``tests/_peers.py: require``), a missing loopback-only network
   namespace (``require_loopback``), a stray ``pytest.importorskip`` - is reported as a failure.
 * Every run ends with one line that lists the skipped tests and why (or says there were none).
 * Doctests that use torch skip (fail under ``AQUACOLLECT_REQUIRE_ALL=1``) when torch does not import.
