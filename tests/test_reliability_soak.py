@@ -3,11 +3,14 @@
 Fast mode records 300k steps; soak mode (``--soak`` / ``AQUACOLLECT_SOAK=1``) records 10M steps.
 
 What "flat" means, and the bound asserted: after warm-up (the first quarter), resident memory grows only
-by what the collector keeps per finished episode for its statistics (three list slots, a float return and
-an int length: ~76 B; measured ~74 B per episode over 10M CartPole steps), so the test allows
-``PER_EPISODE_BYTES`` per episode recorded after warm-up plus ``ALLOCATOR_SLACK`` for malloc arenas and
-HDF5 free lists settling. The writer is drained (``flush``) before each sample, so the pending-block
-queue (up to ``max_pending_bytes``) is not mistaken for growth.
+in proportion to the episodes recorded since. The collector keeps per finished episode, for its
+statistics, three list slots, a float return and an int length (~76 B); measured over 10M CartPole steps,
+RSS grew 74 B per episode in a plain process and 148-190 B per episode inside this test (two runs; the
+rest is not explained by the lists; it comes in steps rather than a line, probably allocator
+fragmentation, not yet investigated). The test allows ``PER_EPISODE_BYTES`` per episode recorded after
+warm-up plus ``ALLOCATOR_SLACK_MB``: ~1.6x the worst measured rate, while a real leak of a step's data
+(~50 B per step, ~1.5 KB per episode) or of a block or shard would exceed it several times over. The writer is drained (``flush``) before each sample, so the pending-block queue (up to
+``max_pending_bytes``) is not mistaken for growth.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from reliability_child import report_figures
 from gym_aquacollect import CollectingWrapper, load_dataset
 from gym_aquacollect.storage.verify import verify_dataset
 
-PER_EPISODE_BYTES = 100  # ~76 B of statistics per episode (see above), with a margin
+PER_EPISODE_BYTES = 300  # measured 74-190 B per episode over 10M steps (see above), with a margin
 ALLOCATOR_SLACK_MB = 6.0  # malloc arenas of the user, writer and finisher threads; HDF5's free lists
 
 
