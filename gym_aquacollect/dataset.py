@@ -296,6 +296,10 @@ class Dataset(ExportMixin):
 
     A Dataset can be pickled (sent to another process, a Ray task or a spawned DataLoader worker): the
     copy reopens the shard files itself, as does a Dataset used in a forked child.
+
+    Order: episodes are numbered in the order they finished *per writer*; with several writers in one
+    directory, each writer's episodes form one run and writers follow in the order they started (their
+    ids sort by start time), so the numbering is not global finish order.
     """
 
     def __init__(self, path: str | os.PathLike, *, include_partial: bool = False, skip_corrupt: bool = False,

@@ -9,6 +9,9 @@ Usage: python reliability_child.py PATH SEED MODE [ARGS...]
     MODE ``fsize``:  RLIMIT_FSIZE=ARG bytes; 3 small flushed shards, then blocks too big for the limit.
     MODE ``fsize-rotate``: RLIMIT_FSIZE=ARG bytes; 20k steps in small blocks, no flush until close.
     MODE ``steps``:  record ARG steps, flushing every 500 (for concurrent-writer runs), then close.
+                     With a further ``handshake`` argument, after each flush at a multiple of 10,000 steps
+                     it waits for a line on stdin (the parent has read the dataset): checkpoints that do
+                     not depend on how fast either process runs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def say(*parts: object) -> None:
 def main() -> None:
     path, seed, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     rng = random.Random(seed)
+    handshake = mode == "steps" and sys.argv[5:6] == ["handshake"]
     if mode.startswith("fsize"):
         import resource
 
@@ -86,6 +90,8 @@ def main() -> None:
             if mode == "steps" and steps % 500 == 0:
                 env.flush()
                 say("F", episodes, steps)
+                if handshake and steps % 10_000 == 0:
+                    sys.stdin.readline()
     except WriterError as e:
         say("ERR", str(e).replace("\n", " "))
         sys.exit(3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-import pytest
+from _peers import require
 
 from gym_aquacollect import load_dataset
 from gym_aquacollect.cli import main
@@ -16,7 +16,7 @@ def _main(argv):
 
 
 def test_export_each_format(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("PIL")
+    require("PIL")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "mroot"))
     src = cartpole(3, tmp_path=tmp_path)
     assert _main(["export", str(src.path), "--format", "minari", "--dataset-id", "aqua/cli-v0"]) == 0
@@ -57,7 +57,7 @@ def test_validate_detects_corruption(tmp_path, capsys):
 
 
 def test_replay_and_plot(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     src = cartpole(3, tmp_path=tmp_path)
     assert _main(["replay", str(src.path)]) == 0
     assert "deterministic" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import psutil
 import pytest
+from _peers import require
 from gymnasium import spaces
 from loguru import logger
 
@@ -62,7 +63,7 @@ def test_samples_are_real_transitions_from_the_ring(tmp_path):
 
 
 def test_sampling_is_reproducible_and_torch(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     buf = BufferCollector(name="b", save_path=tmp_path, max_buffer_size=1000)
     env, _, _ = run_cartpole(buf, 500)
     a, b = buf.sample(64, seed=7), buf.sample(64, seed=7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from _peers import require
 from gymnasium import spaces
 
 from gym_aquacollect.formats import ExportError
@@ -31,7 +32,7 @@ def _d4rl_invariants(path, src):
 
 
 def test_cartpole_d4rl_with_d3rlpy(tmp_path):
-    d3rlpy = pytest.importorskip("d3rlpy")
+    d3rlpy = require("d3rlpy")
     from d3rlpy.dataset import MDPDataset
 
     src = cartpole(5, tmp_path=tmp_path)
@@ -50,7 +51,7 @@ def test_cartpole_d4rl_with_d3rlpy(tmp_path):
 
 
 def test_flags_both_set_and_unfinished_episode(tmp_path):
-    pytest.importorskip("d3rlpy")
+    require("d3rlpy")
     from d3rlpy.dataset import MDPDataset
 
     sp = spaces.Box(-1, 1, (2,), np.float32)

@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from _peers import require
 
 from gym_aquacollect.formats import ExportError
 from gym_aquacollect.formats.minari import minari_space_json, read_minari, to_minari, write_minari
 from tests._formats_util import cartpole, nested
 
-minari = pytest.importorskip("minari")
-pytest.importorskip("PIL")
+minari = require("minari")
+require("PIL")
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +125,29 @@ def test_space_json_matches_minari_serializer(tmp_path):
                   nested(1, tmp_path=tmp_path).observation_space, spaces.Tuple((spaces.Discrete(2), spaces.Box(0, 1, (1,))))]:
         assert json.loads(minari_space_json(space)) == json.loads(minari.serialization.serialize_space(space))
         assert minari.serialization.deserialize_space(minari_space_json(space)) == space
+
+
+def test_unfinished_last_episode_is_exported_truncated(minari_root, tmp_path):
+    """Minari needs every episode to end terminated or truncated: one cut off mid-way (neither flag on its
+    last step, e.g. from a foreign source or a hand-built dataset) is exported ending truncated, not
+    terminated, with every other value unchanged."""
+    from gym_aquacollect.formats._common import MemoryDataset, MemoryEpisode
+
+    src = cartpole(3, tmp_path=tmp_path)
+    eps = list(src.iterate_episodes())
+    last = eps[-1]
+    k = len(last) // 2
+    cut = MemoryEpisode(last.id, last.observations[: k + 1], last.actions[:k], last.rewards[:k],
+                        np.zeros(k, bool), np.zeros(k, bool))
+    ds_in = MemoryDataset([*eps[:-1], cut], src.observation_space, src.action_space, env_spec=src.env_spec)
+    to_minari(ds_in, "aqua/cartpole/cut-v0")
+    ds = minari.load_dataset("aqua/cartpole/cut-v0")
+    assert len(ds) == 3 and ds.total_steps == sum(len(e) for e in eps[:-1]) + k
+    got = ds[2]
+    assert got.truncations.tolist() == [False] * (k - 1) + [True]
+    assert not got.terminations.any()
+    np.testing.assert_array_equal(got.observations, cut.observations)
+    np.testing.assert_array_equal(got.rewards, cut.rewards)
+    for i, ours in enumerate(eps[:-1]):  # finished episodes keep their own flags
+        np.testing.assert_array_equal(ds[i].terminations, ours.terminations)
+        np.testing.assert_array_equal(ds[i].truncations, ours.truncations)

@@ -10,6 +10,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+from _peers import missing, require
 from gymnasium import spaces
 
 from gym_aquacollect.formats import ExportError, export_for_teacher_student
@@ -65,16 +66,16 @@ def _robomimic():
         import robomimic.utils.obs_utils as ObsUtils
         from robomimic.utils.dataset import SequenceDataset
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"robomimic does not import here: {e}")
+        missing(f"robomimic does not import here: {e}")
     return FileUtils, ObsUtils, SequenceDataset
 
 
 def test_layout_and_isaaclab_handler(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     try:
         from isaaclab.utils.datasets import HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"isaaclab's dataset handler does not import: {e}")
+        missing(f"isaaclab's dataset handler does not import: {e}")
     src = _arm_dataset(tmp_path, 12)
     path = export_for_teacher_student(src, tmp_path)
     h = HDF5DatasetFileHandler()
@@ -99,11 +100,11 @@ def test_layout_and_isaaclab_handler(tmp_path):
 
 
 def test_layout_matches_isaaclab_writer(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     try:
         from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"isaaclab's dataset handler does not import: {e}")
+        missing(f"isaaclab's dataset handler does not import: {e}")
     src = _arm_dataset(tmp_path, 1)
     ours = write_robomimic(src, tmp_path / "ours.hdf5")
     ref = HDF5DatasetFileHandler()
@@ -147,6 +148,9 @@ def test_robomimic_sequence_dataset(tmp_path):
     np.testing.assert_allclose(item["obs"]["observation"][0], first.observations[0])
     np.testing.assert_allclose(item["next_obs"]["observation"][0], first.observations[1])
     np.testing.assert_allclose(item["actions"][0], first.actions[0])
+    # dones = terminated or truncated: these Pendulum demos end on the time limit, read through robomimic
+    assert first.truncations[-1] and not first.terminations.any()
+    assert [int(ds[t]["dones"][0]) for t in range(len(first))] == [0] * (len(first) - 1) + [1]
 
 
 def test_only_successful_and_teacher_actions_roundtrip(tmp_path):
@@ -189,11 +193,11 @@ def test_nested_obs_and_discrete_actions_roundtrip(tmp_path):
 
 
 def test_foreign_isaaclab_file_imports(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     try:
         from isaaclab.utils.datasets import EpisodeData, HDF5DatasetFileHandler
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"isaaclab's dataset handler does not import: {e}")
+        missing(f"isaaclab's dataset handler does not import: {e}")
     h = HDF5DatasetFileHandler()
     h.create(str(tmp_path / "isaac.hdf5"), env_name="Isaac-Fake-v0")
     rng = np.random.default_rng(0)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from _peers import require
 
 from gym_aquacollect import CollectingVectorWrapper, load_dataset
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 from gym_aquacollect.testing.fake_isaaclab import FakeEnvCfg, FakeSceneCfg  # noqa: E402
 from gym_aquacollect.wrappers.isaaclab import CollectingIsaacLabWrapper  # noqa: E402

@@ -6,11 +6,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from _peers import require
 
 from gym_aquacollect import CollectingMultiAgentWrapper, CollectingVectorWrapper, load_dataset
 
-pytest.importorskip("pettingzoo")
-torch = pytest.importorskip("torch")
+require("pettingzoo")
+torch = require("torch")
 
 from gym_aquacollect.testing import CountingParallelEnv  # noqa: E402
 from gym_aquacollect.testing.fake_isaaclab import FakeMARLEnvCfg, FakeSceneCfg  # noqa: E402

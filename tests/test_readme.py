@@ -6,13 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
+from _peers import require, require_loopback
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _python_blocks() -> list[str]:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    # self-contained examples only; the Ray block needs a cluster path and 10M steps (tests/test_distributed.py)
+    # self-contained examples only; the Ray block runs scaled down in test_readme_ray_example_runs
     return [b for b in blocks if "import" in b and "collect_distributed" not in b]
 
 
@@ -23,7 +24,11 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, f"README.md block {index}", "exec"), namespace)
     if "load_dataset" in code and "ds" in namespace:
-        assert namespace["ds"].total_steps > 0
+        ds = namespace["ds"]
+        loop = re.search(r"for _ in range\(([\d_]+)\):", code)
+        assert loop, "a README example that loads a dataset records a known number of steps"
+        assert ds.total_steps == int(loop.group(1))  # every step recorded (the open episode stored at close)
+        assert sum(len(ep) for ep in ds) == ds.total_steps and len(ds) >= 2
     if "collector" in namespace:
         env = namespace.get("env")
         if env is not None:  # drive the example's env a little and check the collector kept its rules
@@ -34,3 +39,29 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
             stats = namespace["collector"].get_trajectory_statistics()
             assert stats["total_seen"] == 3  # every 2nd of 6 episodes is considered
             assert stats["total_trajectories"] + stats["rejected_trajectories"] == 3
+
+
+def test_readme_ray_example_runs(tmp_path, monkeypatch):
+    """The "Scaling out on Ray" example, scaled down (2 workers, 4,000 steps, a temporary path), on a local
+    Ray instance it starts itself: only in a loopback-only network namespace (see tests/_peers.py)."""
+    require_loopback("the README's Ray example (a local Ray instance)")
+    ray = require("ray")
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+               if "collect_distributed(" in b]
+    small = code
+    for old, new in (("num_workers=8", "num_workers=2"), ("steps=10_000_000", "steps=4_000"),
+                     ('"/shared/datasets/cartpole"', repr(str(tmp_path / "cartpole")))):
+        assert old in small, f"the README's Ray example changed: {old!r} not found"
+        small = small.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    if ray.is_initialized():
+        ray.shutdown()
+    namespace: dict = {}
+    try:
+        exec(compile(small, "README.md Ray block (scaled down)", "exec"), namespace)
+        assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    finally:
+        ray.shutdown()
+    result, ds = namespace["result"], namespace["ds"]
+    assert result.ok, result.summary()
+    assert ds.total_steps == result.durable_steps == 4_000 and len(ds.manifests) == 2

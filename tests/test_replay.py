@@ -110,4 +110,6 @@ def test_registration_entry_point_group_declared():
     text = open(__import__("pathlib").Path(__file__).parents[1] / "pyproject.toml").read()
     assert '"gym_aquacollect.registration:register_envs"' in text
     assert 'entry-points."gym_aquacollect.backends"' in text
-    assert metadata  # the group itself is exercised in test_plugins.py
+    # installed metadata declares the Gymnasium entry point that registers the replay env
+    eps = [e for e in metadata.entry_points(group="gymnasium.envs") if e.value.startswith("gym_aquacollect")]
+    assert [e.value for e in eps] == ["gym_aquacollect.registration:register_envs"]

@@ -9,12 +9,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from _peers import require
 
 from gym_aquacollect.testing import CountingEnv, check_counting_episode, make_counting_vector_env
-
-torch = pytest.importorskip("torch")
-
-from gym_aquacollect.testing.fake_isaaclab import (  # noqa: E402
+from gym_aquacollect.testing.fake_isaaclab import (
     FakeEnvCfg,
     FakeIsaacLabEnv,
     FakeIsaacLabMARLEnv,
@@ -23,12 +21,18 @@ from gym_aquacollect.testing.fake_isaaclab import (  # noqa: E402
 )
 
 
+@pytest.fixture
+def torch():
+    """The fake Isaac Lab envs step on torch tensors: only their tests need torch."""
+    return require("torch")
+
+
 def _cfg(n=4, **kw) -> FakeEnvCfg:
     return FakeEnvCfg(scene=FakeSceneCfg(num_envs=n), **kw)
 
 
 # -- §8.8 items 1-4: creation, wrappers, spec -----------------------------------------------------------
-def test_gym_make_returns_order_enforcing_without_attribute_forwarding():
+def test_gym_make_returns_order_enforcing_without_attribute_forwarding(torch):
     env = gym.make("Isaac-Fake-v0", cfg=_cfg(3))
     assert isinstance(env, gym.wrappers.OrderEnforcing)
     assert isinstance(env.unwrapped, FakeIsaacLabEnv)
@@ -48,7 +52,7 @@ def test_gym_make_returns_order_enforcing_without_attribute_forwarding():
     env.close()
 
 
-def test_reset_is_keyword_only_and_spaces_match_workflow():
+def test_reset_is_keyword_only_and_spaces_match_workflow(torch):
     env = FakeIsaacLabEnv(_cfg(2, critic_dim=4, workflow="direct", version="2.3"))
     with pytest.raises(TypeError):
         env.reset(None, 0)  # seed is keyword-only
@@ -63,7 +67,7 @@ def test_reset_is_keyword_only_and_spaces_match_workflow():
 
 # -- §8.8 item 5: aliasing ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("workflow", ["manager", "direct"])
-def test_returned_buffers_are_the_same_objects_every_step(workflow):
+def test_returned_buffers_are_the_same_objects_every_step(workflow, torch):
     env = FakeIsaacLabEnv(_cfg(4, workflow=workflow, terminate_schedule=[1, 2, 3, 0]))
     env.reset()
     out1 = env.step(torch.zeros(4, 2))
@@ -76,7 +80,7 @@ def test_returned_buffers_are_the_same_objects_every_step(workflow):
     assert out1[2].tolist() == [True, True, False, False]
 
 
-def test_fresh_reward_direct_returns_new_tensors():
+def test_fresh_reward_direct_returns_new_tensors(torch):
     env = FakeIsaacLabEnv(_cfg(2, workflow="direct", fresh_reward=True))
     env.reset()
     r1 = env.step(torch.zeros(2, 2))[1]
@@ -85,7 +89,7 @@ def test_fresh_reward_direct_returns_new_tensors():
 
 
 # -- §8.8 item 6: same-step autoreset ----------------------------------------------------------------------
-def test_same_step_autoreset_and_ids():
+def test_same_step_autoreset_and_ids(torch):
     # sub-env 0 ends on every step (also the first after a reset), 1 and 2 end together on step 2,
     # 3 only times out; max_episode_length = ceil(0.25 / (2/120)) = 15 (manager: 15 steps).
     env = FakeIsaacLabEnv(_cfg(4, terminate_schedule=[1, 2, 2, 0]))
@@ -101,7 +105,7 @@ def test_same_step_autoreset_and_ids():
     assert obs["policy"][3, :3].tolist() == [3, 0, 2]
 
 
-def test_terminated_and_truncated_on_the_same_step():
+def test_terminated_and_truncated_on_the_same_step(torch):
     env = FakeIsaacLabEnv(_cfg(2, terminate_schedule=[15, 3], compute_final_obs=True))
     env.reset()
     for _ in range(15):
@@ -114,7 +118,7 @@ def test_terminated_and_truncated_on_the_same_step():
     assert torch.equal(gt.observations[-1]["policy"], final[0])
 
 
-def test_final_obs_is_stale_on_later_steps_and_ground_truth_matches():
+def test_final_obs_is_stale_on_later_steps_and_ground_truth_matches(torch):
     env = FakeIsaacLabEnv(_cfg(3, terminate_schedule=[[2, 3], [4], [0]], compute_final_obs=True))
     env.reset()
     finals = []
@@ -136,7 +140,7 @@ def test_final_obs_is_stale_on_later_steps_and_ground_truth_matches():
     assert len(log[0]) == 6 and log[0][1].final_obs is not None and log[0][0].final_obs is None
 
 
-def test_reset_without_final_obs_never_sets_key_and_logs_are_new_dicts():
+def test_reset_without_final_obs_never_sets_key_and_logs_are_new_dicts(torch):
     env = FakeIsaacLabEnv(_cfg(2, terminate_schedule=[1, 0]))
     _, extras = env.reset()
     log0 = extras["log"]
@@ -145,7 +149,7 @@ def test_reset_without_final_obs_never_sets_key_and_logs_are_new_dicts():
     assert extras["log"] is not log0
 
 
-def test_probabilistic_schedule_is_seeded_and_dict_policy_and_image():
+def test_probabilistic_schedule_is_seeded_and_dict_policy_and_image(torch):
     cfg = dict(terminate_schedule=0.3, seed=7, concatenate_policy=False, image_obs=(4, 5))
     runs = []
     for _ in range(2):
@@ -157,7 +161,7 @@ def test_probabilistic_schedule_is_seeded_and_dict_policy_and_image():
     assert torch.equal(runs[0], runs[1]) and runs[0].any()
 
 
-def test_inference_mode_step_works():
+def test_inference_mode_step_works(torch):
     env = FakeIsaacLabEnv(_cfg(2, terminate_schedule=[2, 0]))
     env.reset()
     with torch.inference_mode():
@@ -166,7 +170,7 @@ def test_inference_mode_step_works():
 
 
 # -- MARL ---------------------------------------------------------------------------------------------------
-def test_marl_subenv_resets_only_when_all_agents_done():
+def test_marl_subenv_resets_only_when_all_agents_done(torch):
     cfg = FakeMARLEnvCfg(
         scene=FakeSceneCfg(num_envs=3),
         agent_terminate_schedule={"cart": [1, 2, 0], "pendulum": [3, 2, 0]},
@@ -234,7 +238,7 @@ def test_counting_vector_env_modes_behave_like_gymnasium(vectorization):
 
 
 def test_pettingzoo_env_passes_parallel_api_test():
-    pytest.importorskip("pettingzoo")
+    require("pettingzoo")
     from pettingzoo.test import parallel_api_test
 
     from gym_aquacollect.testing.pettingzoo_env import CountingParallelEnv

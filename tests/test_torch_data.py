@@ -9,10 +9,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from _peers import require
 
 from gym_aquacollect import CollectingWrapper, load_dataset
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pickle
 import h5py
 import numpy as np
 import pytest
+from _peers import require
 
 from gym_aquacollect import load_dataset
 from gym_aquacollect.formats._common import MemoryDataset, nested_equal
@@ -83,7 +84,7 @@ def test_malicious_pickle_is_refused_by_default(tmp_path):
 
 
 def test_load_dataset_opens_every_foreign_format_and_reexports(tmp_path, monkeypatch):
-    pytest.importorskip("PIL")
+    require("PIL")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "mroot"))
     src = cartpole(3, tmp_path=tmp_path)
     out = src.export_for_offline_rl(tmp_path / "off")
@@ -117,7 +118,7 @@ def test_unknown_file_gives_a_clear_error(tmp_path):
 
 def test_collector_exports_manual_api(tmp_path, monkeypatch):
     """The seed's collector API: collect_step by hand, then export from the collector itself."""
-    pytest.importorskip("PIL")
+    require("PIL")
     import gymnasium as gym
 
     from gym_aquacollect import RLCollector, env_info

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from _peers import require
 from gymnasium.vector import VectorWrapper
 
 from gym_aquacollect import CollectingVectorWrapper, load_dataset
@@ -124,10 +125,8 @@ def test_reward_vector_of_wrong_shape_raises(tmp_path):
 
 
 # -- Isaac Lab path ------------------------------------------------------------------------------------
-torch = pytest.importorskip("torch")
-
-
 def _isaac(tmp_path, fn, match, **kw):
+    torch = require("torch")
     from gym_aquacollect.testing.fake_isaaclab import FakeEnvCfg, FakeSceneCfg
 
     class CorruptIsaac(gym.Wrapper):

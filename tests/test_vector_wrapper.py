@@ -26,6 +26,19 @@ def _check_all(ds, lengths, end="terminate"):
     return seen
 
 
+def _expected_lengths(lengths: list[int], steps: int, next_step: bool) -> list[int]:
+    """The episode lengths one sub-env produces in ``steps`` vector steps: episode ``e`` lasts
+    ``lengths[e % len(lengths)]`` steps; under NEXT_STEP the step after each end is the reset step (no
+    transition); the episode still open after the last step is stored at close (if it has any step)."""
+    out, t, e = [], 0, 0
+    while t < steps:
+        n = lengths[e % len(lengths)]
+        out.append(min(n, steps - t))
+        t += n + (1 if next_step else 0)
+        e += 1
+    return out
+
+
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
 @pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
 def test_autoreset_modes_record_contiguous_complete_episodes(tmp_path, vectorization, mode):
@@ -38,9 +51,12 @@ def test_autoreset_modes_record_contiguous_complete_episodes(tmp_path, vectoriza
             env.step(rng.integers(0, 2, 4))
     ds = load_dataset(tmp_path / "d")
     ends = ["terminate", "truncate", "both", "terminate"]
+    ids: dict[int, list[int]] = {i: [] for i in range(4)}
     for ep in ds:
         i = ep.metadata["env_index"]
-        check_counting_episode(ep, LENGTHS[i], ends[i], env_index=i, complete=not ep.metadata.get("interrupted"))
+        env_ix, ep_id = check_counting_episode(ep, LENGTHS[i], ends[i], env_index=i,
+                                               complete=not ep.metadata.get("interrupted"))
+        ids[env_ix].append(ep_id)
         infos = ep.infos
         # info["episode"] exists only on the last row (the final step's info, also in SAME_STEP)
         if ep.metadata.get("interrupted"):
@@ -50,12 +66,16 @@ def test_autoreset_modes_record_contiguous_complete_episodes(tmp_path, vectoriza
             assert mask.tolist() == [False] * len(ep) + [True]
             assert int(infos["episode"]["l"][-1]) == len(ep)
         assert np.asarray(infos["step"]).tolist() == list(range(len(ep) + 1))
+    # none missing: per sub-env, exactly the episodes (ids 0, 1, ...) and lengths 40 steps produce
+    for i in range(4):
+        got = [len(ep) for ep in ds if ep.metadata["env_index"] == i]
+        assert ids[i] == list(range(len(got))), f"sub-env {i}: episode ids {ids[i]}"
+        assert got == _expected_lengths(LENGTHS[i], 40, mode == "NextStep"), f"sub-env {i}: lengths {got}"
     total = sum(len(ep) for ep in ds)
     if mode == "NextStep":  # the reset steps are not transitions
         assert total < 4 * 40
     else:
         assert total == 4 * 40
-    assert {ep.metadata["env_index"] for ep in ds} == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("vectorization", ["sync", "async"])
