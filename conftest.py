@@ -7,10 +7,13 @@
 * Doctests that use torch skip (fail under ``AQUACOLLECT_REQUIRE_ALL=1``) when torch does not import.
 * The header says whether the run is in a loopback-only network namespace (tests that start servers
   need one, see ``.ci/netns``).
+* ``tests/interop_lerobot`` (the real lerobot 0.4.4, in its own 8 GB venv) is a separate tier: collected only
+  when ``LEROBOT_PYTHON`` names that venv's python (``make lerobot-interop`` sets it), and the header says so.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -18,6 +21,10 @@ import pytest
 from tests._peers import REQUIRE_ALL, loopback_only
 
 _TORCH_IN_DOCTEST = re.compile(r"\btorch\b|as_torch")
+
+#: The lerobot tier is not part of ``make test`` (nor CI): ``make lerobot-interop`` runs it.
+LEROBOT_TIER = bool(os.environ.get("LEROBOT_PYTHON"))
+collect_ignore = [] if LEROBOT_TIER else ["tests/interop_lerobot"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,7 +38,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"host network ({why_not}): tests that start servers skip, or fail under AQUACOLLECT_REQUIRE_ALL=1"
     mode = "AQUACOLLECT_REQUIRE_ALL=1: any skip fails the run" if REQUIRE_ALL else \
         "skips allowed (AQUACOLLECT_REQUIRE_ALL unset)"
-    return [f"aquacollect: {mode}; {net}"]
+    tier = "" if LEROBOT_TIER else "; tests/interop_lerobot not collected (`make lerobot-interop` runs it)"
+    return [f"aquacollect: {mode}; {net}{tier}"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
