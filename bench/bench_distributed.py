@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 from gym_aquacollect import load_dataset
-from gym_aquacollect.distributed import DEFAULT_WORKER_FLUSH, _split, _Worker, collect_distributed
+from gym_aquacollect.distributed import DEFAULT_WORKER_FLUSH, collect_distributed
+from gym_aquacollect.integrations.ray import _split, _Worker
 from gym_aquacollect.storage.verify import verify_dataset
 
 

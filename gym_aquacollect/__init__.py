@@ -25,13 +25,20 @@ Example:
     30
 """
 
-from .collectors import BaseCollector, BufferCollector, RLCollector, TrajectoryCollector, UnitConfig, env_info
-from .dataset import AgentEpisode, Dataset, Episode, load_dataset
-from .registration import register_envs
-from .replay import ReplayEnv, replay_actions
-from .storage import DatasetFormatError, FlushPolicy, WriterError, handle_sigterm
-from .storage.codecs import ColumnCodec, VideoCodec
-from .wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
+from gym_aquacollect.collectors import (
+    BaseCollector,
+    BufferCollector,
+    RLCollector,
+    TrajectoryCollector,
+    UnitConfig,
+    env_info,
+)
+from gym_aquacollect.data.dataset import AgentEpisode, Dataset, Episode, load_dataset
+from gym_aquacollect.data.replay import ReplayEnv, replay_actions
+from gym_aquacollect.registration import register_envs
+from gym_aquacollect.storage import DatasetFormatError, FlushPolicy, WriterError, handle_sigterm
+from gym_aquacollect.storage.codecs import ColumnCodec, VideoCodec
+from gym_aquacollect.wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
 
 register_envs()
 

@@ -22,7 +22,8 @@ ray = require("ray")
 
 import gym_aquacollect  # noqa: E402
 from gym_aquacollect import load_dataset  # noqa: E402
-from gym_aquacollect.distributed import _ensure_ray, collect_distributed  # noqa: E402
+from gym_aquacollect.distributed import collect_distributed  # noqa: E402
+from gym_aquacollect.integrations.ray import _ensure_ray  # noqa: E402
 from gym_aquacollect.storage.manifest import MANIFEST_DIR, DatasetFormatError, Manifest  # noqa: E402
 from gym_aquacollect.storage.verify import verify_dataset  # noqa: E402
 

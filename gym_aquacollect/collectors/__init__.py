@@ -11,13 +11,13 @@ Contents:
     * :mod:`.filters` - the trajectory filter criteria.
 """
 
-from . import schedules
-from .base import DEFAULT_COMPRESSION, BaseCollector, env_info
-from .buffer import BufferCollector, BufferOverflowError
-from .filters import TrajectoryFilter
-from .rl import RLCollector
-from .trajectory import TrajectoryCollector
-from .units import GymnasiumWrapper, UnitConfig
+from gym_aquacollect.collectors import schedules
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector, env_info
+from gym_aquacollect.collectors.buffer import BufferCollector, BufferOverflowError
+from gym_aquacollect.collectors.filters import TrajectoryFilter
+from gym_aquacollect.collectors.rl import RLCollector
+from gym_aquacollect.collectors.trajectory import TrajectoryCollector
+from gym_aquacollect.collectors.units import GymnasiumWrapper, UnitConfig
 
 __all__ = [
     "BaseCollector",

@@ -46,10 +46,13 @@ import gymnasium as gym
 import numpy as np
 from loguru import logger
 
-from ..exports import ExportMixin
-from ..spaces import SpaceCodec, serialize_space
-from ..storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece
-from .columns import DynamicColumns
+from gym_aquacollect.data.exports import ExportMixin
+from gym_aquacollect.schema.columns import DynamicColumns
+from gym_aquacollect.schema.columns import jsonable as _jsonable
+from gym_aquacollect.schema.flags import TERM as _TERM
+from gym_aquacollect.schema.flags import TRUNC as _TRUNC
+from gym_aquacollect.schema.spaces import SpaceCodec, serialize_space
+from gym_aquacollect.storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece
 
 __all__ = ["DEFAULT_COMPRESSION", "BaseCollector", "env_info", "describe_env"]
 
@@ -96,7 +99,7 @@ def _checked_put(put: Callable[[int, Any], None], space: gym.Space, label: str, 
     put(row, value)
     why = _bounds_problem(space, value, label)
     if why:
-        from ..spaces import SpaceMismatchError
+        from gym_aquacollect.schema.spaces import SpaceMismatchError
 
         raise SpaceMismatchError(why)
 
@@ -115,7 +118,7 @@ def _end_live_collections() -> None:
     """At interpreter exit (script end, ``sys.exit``, uncaught exception, Ctrl-C, SIGTERM after
     :func:`~gym_aquacollect.handle_sigterm`), store what collectors still hold: finished episodes and
     the open ones (truncated, ``interrupted: "exit"``). Commits run synchronously (no executors)."""
-    from ..storage.writer import prepare_exit
+    from gym_aquacollect.storage.writer import prepare_exit
 
     prepare_exit()
     for c in list(_LIVE_COLLECTORS):
@@ -132,24 +135,6 @@ def _end_live_collections() -> None:
 #: where LZF gains ~10% but its CPU competes with the env (measured: see README, "Performance").
 DEFAULT_COMPRESSION: Any = "auto"
 
-_TERM, _TRUNC = 1, 2
-
-
-def _jsonable(x: Any) -> Any:
-    """Best-effort JSON-safe copy of reset options / metadata (arrays become lists)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
-        return x.detach().cpu().numpy().tolist()
-    return repr(x)
 
 
 def describe_env(env: gym.Env | Any) -> tuple[str | None, dict[str, Any]]:
@@ -308,7 +293,7 @@ class BaseCollector(ExportMixin):
         self._dataset_path = Path(value)
 
     def _spaces_from_env_info(self, info: dict[str, Any]) -> tuple[gym.Space, gym.Space]:
-        from .units import spaces_from_env_info
+        from gym_aquacollect.collectors.units import spaces_from_env_info
 
         return spaces_from_env_info(info)
 
@@ -316,7 +301,7 @@ class BaseCollector(ExportMixin):
         """Configure the collector for an env: ``env_info`` from :func:`env_info`, or the seed's dict of
         unit configs (``observation_cfg``/``action_cfg`` of :class:`~gym_aquacollect.UnitConfig` or plain
         dicts; see :mod:`gym_aquacollect.collectors.units`)."""
-        from .units import make_adapter
+        from gym_aquacollect.collectors.units import make_adapter
 
         obs_space, act_space = self._spaces_from_env_info(env_info)
         self._adapt_obs = make_adapter(obs_space, "observation")
@@ -356,7 +341,7 @@ class BaseCollector(ExportMixin):
                 f"{type(self).__name__} for {self._dataset_path} was closed; recording cannot resume after "
                 "close() (it would silently start a new writer). Create a new wrapper/collector to record more."
             )
-        from ..storage.writer import maybe_handle_sigterm_from_env
+        from gym_aquacollect.storage.writer import maybe_handle_sigterm_from_env
 
         maybe_handle_sigterm_from_env()
         self._open_writer()
@@ -381,7 +366,7 @@ class BaseCollector(ExportMixin):
     def _open_writer(self) -> None:
         meta, codecs = self._dataset_meta(), None
         if self.codecs:
-            from ..storage.codecs import resolve_codecs
+            from gym_aquacollect.storage.codecs import resolve_codecs
 
             codecs = resolve_codecs(self.codecs, self.observation_space)
             meta["codecs"] = {k.split("/", 1)[1]: c.to_json() for k, c in codecs.items()}
@@ -625,7 +610,7 @@ class BaseCollector(ExportMixin):
     # -- batched recording (writer thread) ---------------------------------------------------------------
     def _on_finished_episodes(self, episodes: Any, writer: DatasetWriter) -> None:
         """``batched_mode == "episodes"``: sub-env episodes that just ended
-        (:class:`~gym_aquacollect.wrappers._batched.FinishedEpisodes`). Runs in the writer thread: write
+        (:class:`~gym_aquacollect.recording.batched.FinishedEpisodes`). Runs in the writer thread: write
         what is kept with ``writer.write_block(episodes.block(keep))`` (never ``writer.submit``, which
         would wait on this very thread) and count it in the statistics. The base applies ``schedule``
         to the episode keys (numbered in the order the sub-env episodes started)."""
@@ -638,6 +623,11 @@ class BaseCollector(ExportMixin):
             self.episode_lengths.extend(episodes.lengths[keep].tolist())
             self.episode_returns.extend(episodes.returns[keep].tolist())
             self.episode_flags.extend(episodes.flags[keep].tolist())
+
+    def batched_feed(self) -> str:
+        """How batched recording feeds this collector: ``"stream"``, ``"episodes"`` or ``"transitions"``
+        (checked once, at wrapper construction; see :func:`batched_mode`)."""
+        return batched_mode(self)
 
     def _start_transitions(self, num_envs: int) -> None:
         """``batched_mode == "transitions"``: called once at wrapper construction (user thread)."""
@@ -719,7 +709,7 @@ class BaseCollector(ExportMixin):
 
     def _export_source(self) -> Any:
         """The exporters (``export_for_offline_rl`` & co.) read what is on disk: flush, then open it."""
-        from ..dataset import load_dataset
+        from gym_aquacollect.data.dataset import load_dataset
 
         self.flush()
         return load_dataset(self.dataset_path)
@@ -776,7 +766,7 @@ class BaseCollector(ExportMixin):
         one-element arrays or one-key dicts for ``reward``/``done``/``truncated`` (see
         :mod:`gym_aquacollect.collectors.units`).
         """
-        from .units import scalar
+        from gym_aquacollect.collectors.units import scalar
 
         if not self.collecting:
             self.start_collection()
@@ -799,7 +789,7 @@ class BaseCollector(ExportMixin):
 
     def load(self, path: str | Path | None = None, **kwargs: Any) -> Any:
         """Open the dataset this collector wrote (or ``path``) with :func:`~gym_aquacollect.load_dataset`."""
-        from ..dataset import load_dataset
+        from gym_aquacollect.data.dataset import load_dataset
 
         if path is None:
             self.flush()
@@ -808,7 +798,7 @@ class BaseCollector(ExportMixin):
 
     def get_dataset_statistics(self) -> dict[str, Any]:
         """Statistics of the episodes recorded so far (finished ones)."""
-        from ..dataset import episode_statistics
+        from gym_aquacollect.schema.stats import episode_statistics
 
         stats = episode_statistics(np.asarray(self.episode_lengths, dtype=np.int64),
                                    np.asarray(self.episode_returns, dtype=np.float64),
@@ -826,3 +816,39 @@ class BaseCollector(ExportMixin):
 
     def _json(self) -> str:  # pragma: no cover - debugging helper
         return json.dumps(self.get_dataset_statistics(), default=repr)
+
+
+def batched_mode(collector: Any) -> str:
+    """How a batched recorder feeds ``collector``: ``"stream"``, ``"episodes"`` or ``"transitions"``.
+
+    Raises ``TypeError`` (at wrapper construction) for a collector whose behaviour batched recording
+    would silently skip: step callbacks, or a subclass that overrides the single-env hooks
+    (``_on_block``, ``_on_episode_end``, ``record_step``, ...) without declaring ``batched_mode``.
+    """
+    name = type(collector).__name__
+    if getattr(collector, "step_callbacks", None):
+        raise TypeError(
+            f"{name}(step_callbacks=...) cannot be used with CollectingVectorWrapper / Isaac Lab / multi-agent "
+            "recording: steps are copied batched, not one sub-env step at a time. Use episode_callbacks, "
+            "store per-step values with teacher=..., or record each env with CollectingWrapper."
+        )
+    owner = next(k for k in type(collector).__mro__ if "batched_mode" in vars(k))
+    if owner is BaseCollector:
+        hooks = ("_on_block", "_on_episode_end", "record_step", "begin_episode", "_finish_episode", "_handoff")
+        for klass in type(collector).__mro__:
+            if klass is BaseCollector:
+                break
+            over = [h for h in hooks if h in vars(klass)]
+            if over:
+                raise TypeError(
+                    f"{name} overrides {over}, which batched recording (CollectingVectorWrapper, Isaac Lab, "
+                    "multi-agent) does not call: it would record every step regardless. Set the class attribute "
+                    "batched_mode ('stream', 'episodes' with _on_finished_episodes, or 'transitions' with "
+                    "_on_transitions) to say how it handles vector envs, or record each env with CollectingWrapper."
+                )
+    mode = collector.batched_mode
+    if mode == "stream" and getattr(collector, "schedule", None) is not None:
+        return "episodes"  # the default _on_finished_episodes applies the schedule
+    if mode not in ("stream", "episodes", "transitions"):
+        raise ValueError(f"{name}.batched_mode must be 'stream', 'episodes' or 'transitions', got {mode!r}")
+    return mode

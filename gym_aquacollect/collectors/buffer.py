@@ -44,9 +44,12 @@ import numpy as np
 import psutil
 from loguru import logger
 
-from ..storage.writer import Block, EpisodeEnd, Piece
-from .base import _LIVE_COLLECTORS, _TERM, _TRUNC, DEFAULT_COMPRESSION, BaseCollector, _jsonable, _scalar
-from .columns import DynamicColumns
+from gym_aquacollect.collectors.base import _LIVE_COLLECTORS, DEFAULT_COMPRESSION, BaseCollector, _scalar
+from gym_aquacollect.schema.columns import DynamicColumns
+from gym_aquacollect.schema.columns import jsonable as _jsonable
+from gym_aquacollect.schema.flags import TERM as _TERM
+from gym_aquacollect.schema.flags import TRUNC as _TRUNC
+from gym_aquacollect.storage.writer import Block, EpisodeEnd, Piece
 
 __all__ = ["BufferCollector", "BufferOverflowError"]
 

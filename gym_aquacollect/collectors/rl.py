@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import BaseCollector
+from gym_aquacollect.collectors.base import BaseCollector
 
 __all__ = ["RLCollector"]
 

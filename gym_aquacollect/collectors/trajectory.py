@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ..storage.writer import Block, EpisodeEnd, Piece
-from .base import _TERM, _TRUNC, BaseCollector
-from .filters import TrajectoryFilter
+from gym_aquacollect.collectors.base import BaseCollector
+from gym_aquacollect.collectors.filters import TrajectoryFilter
+from gym_aquacollect.schema.flags import TERM as _TERM
+from gym_aquacollect.schema.flags import TRUNC as _TRUNC
+from gym_aquacollect.storage.writer import Block, EpisodeEnd, Piece
 
 __all__ = ["TrajectoryCollector"]
 

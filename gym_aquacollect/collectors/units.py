@@ -310,7 +310,7 @@ class GymnasiumWrapper:
 
     def getEnvInfo(self) -> dict[str, Any]:  # noqa: N802 - the seed's name
         """``env_info`` for :meth:`BaseCollector.initialize_configs` (spaces and the seed's unit configs)."""
-        from .base import env_info
+        from gym_aquacollect.collectors.base import env_info
 
         info = env_info(self.env)
         info["observation_cfg"] = {"state": UnitConfig("state", np.float32, self._unit_shape(self.observation_space))}

@@ -54,10 +54,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..storage.manifest import DatasetFormatError
+from gym_aquacollect.storage.manifest import DatasetFormatError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..dataset import Dataset
+    from gym_aquacollect.data.dataset import Dataset
 
 __all__ = ["TransitionStore", "default_cache_bytes", "CACHE_FRACTION", "CHUNK_BYTES", "SHUFFLE_BYTES"]
 

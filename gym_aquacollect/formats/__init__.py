@@ -8,10 +8,12 @@ Contents:
     * :func:`open_foreign` - open a Minari dataset (id or directory), a D4RL file, a robomimic / Isaac Lab file
       a LeRobotDataset v3.0 directory or a trajectory file as a dataset; ``load_dataset`` falls back to it.
     * :class:`Backend`, :func:`register_backend`, :func:`backends`, :func:`load_plugins` - the
-      ``gym_aquacollect.backends`` entry-point group through which third-party exporters / importers plug in.
+      ``gym_aquacollect.backends`` entry-point group through which third-party exporters / importers plug in;
+      they live in the one registry, :mod:`gym_aquacollect.data.registry`, which this package fills with the
+      built-in formats when it is imported.
 
-Modules: :mod:`.minari`, :mod:`.d4rl`, :mod:`.robomimic`, :mod:`.trajectories`, :mod:`.lerobot`; :mod:`._common` holds the
-in-memory :class:`~gym_aquacollect.formats._common.MemoryDataset` the importers return.
+Modules: :mod:`.minari`, :mod:`.d4rl`, :mod:`.robomimic`, :mod:`.trajectories`, :mod:`.lerobot`; the in-memory
+:class:`~gym_aquacollect.data.memory.MemoryDataset` the importers return lives in :mod:`gym_aquacollect.data.memory`.
 
 Plugins: a package declares, in its ``pyproject.toml``::
 
@@ -26,16 +28,24 @@ Plugins are loaded the first time a format is looked up; ``aquacollect export --
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from loguru import logger
+from gym_aquacollect.data.memory import ExportError, MemoryDataset, MemoryEpisode
+from gym_aquacollect.data.registry import (
+    ENTRY_POINT_GROUP,
+    Backend,
+    FunctionBackend,
+    backends,
+    export,
+    load_plugins,
+    open_foreign,
+    register_backend,
+)
 
-from gym_aquacollect.formats._common import ExportError, MemoryDataset, MemoryEpisode
+log = logging.getLogger("gym_aquacollect")
 
 __all__ = [
     "export_for_offline_rl",
@@ -50,70 +60,8 @@ __all__ = [
     "ExportError",
     "MemoryDataset",
     "MemoryEpisode",
+    "FunctionBackend",
 ]
-
-ENTRY_POINT_GROUP = "gym_aquacollect.backends"
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What a format backend provides (every method is optional except ``name``)."""
-
-    name: str
-
-
-@dataclass
-class _FnBackend:
-    name: str
-    export: Callable[..., Path] | None = None
-    can_load: Callable[[Any], bool] | None = None
-    load: Callable[..., Any] | None = None
-    description: str = ""
-
-
-_BACKENDS: dict[str, Any] = {}
-_PLUGINS_LOADED = False
-
-
-def register_backend(backend: Any, *, replace: bool = False) -> Any:
-    """Register an exporter / importer object (see the module docstring); returns it."""
-    name = getattr(backend, "name", None)
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"backend {backend!r} has no 'name' attribute (a non-empty str)")
-    if not any(callable(getattr(backend, m, None)) for m in ("export", "load")):
-        raise TypeError(f"backend {name!r} defines neither export() nor load()")
-    if name in _BACKENDS and not replace and _BACKENDS[name] is not backend:
-        raise ValueError(f"a backend named {name!r} is already registered; pass replace=True to override it")
-    _BACKENDS[name] = backend
-    return backend
-
-
-def load_plugins() -> list[str]:
-    """Load the ``gym_aquacollect.backends`` entry points (once); returns the names registered."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return []
-    _PLUGINS_LOADED = True
-    names = []
-    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-            if isinstance(obj, type):
-                obj = obj()
-            elif not hasattr(obj, "name") and callable(obj):
-                obj = obj()
-            register_backend(obj, replace=True)
-            names.append(obj.name)
-        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the package
-            logger.warning(f"gym_aquacollect backend plugin {ep.name!r} ({ep.value}) failed to load: {e}")
-    return names
-
-
-def backends() -> dict[str, Any]:
-    """All registered backends by name (built-ins and plugins)."""
-    load_plugins()
-    return dict(_BACKENDS)
-
 
 # ------------------------------------------------------------------------------------------------
 # Built-in backends
@@ -221,72 +169,16 @@ def _load_d4rl(path, **kw):
     return read_d4rl(path)
 
 
-MINARI = register_backend(_FnBackend("minari", _export_minari, _can_load_minari, _load_minari,
+MINARI = register_backend(FunctionBackend("minari", _export_minari, _can_load_minari, _load_minari,
                                      "Minari dataset (HDF5)"))
-ROBOMIMIC = register_backend(_FnBackend("robomimic", _export_robomimic, _can_load_robomimic, _load_robomimic,
+ROBOMIMIC = register_backend(FunctionBackend("robomimic", _export_robomimic, _can_load_robomimic, _load_robomimic,
                                         "robomimic / Isaac Lab demo HDF5"))
-D4RL = register_backend(_FnBackend("d4rl", _export_d4rl, _can_load_d4rl, _load_d4rl, "D4RL flat HDF5"))
-NPZ = register_backend(_FnBackend("npz", *_traj("npz"), "trajectory file (npz)"))
-PICKLE = register_backend(_FnBackend("pickle", *_traj("pickle"), "trajectory file (pickle; loading needs allow_pickle)"))
-HDF5 = register_backend(_FnBackend("hdf5", *_traj("hdf5"), "trajectory file (hdf5)"))
-LEROBOT = register_backend(_FnBackend("lerobot", _export_lerobot, _can_load_lerobot, _load_lerobot,
+D4RL = register_backend(FunctionBackend("d4rl", _export_d4rl, _can_load_d4rl, _load_d4rl, "D4RL flat HDF5"))
+NPZ = register_backend(FunctionBackend("npz", *_traj("npz"), "trajectory file (npz)"))
+PICKLE = register_backend(FunctionBackend("pickle", *_traj("pickle"), "trajectory file (pickle; loading needs allow_pickle)"))
+HDF5 = register_backend(FunctionBackend("hdf5", *_traj("hdf5"), "trajectory file (hdf5)"))
+LEROBOT = register_backend(FunctionBackend("lerobot", _export_lerobot, _can_load_lerobot, _load_lerobot,
                                       "LeRobotDataset v3.0 directory (parquet + AV1 video)"))
-
-
-# ------------------------------------------------------------------------------------------------
-# Entry points used by Dataset / collectors / CLI
-# ------------------------------------------------------------------------------------------------
-def export(dataset: Any, out: str | os.PathLike | None, format: str, **kwargs: Any) -> Path:
-    """Export ``dataset`` to ``out`` in ``format`` (a built-in or plugin backend name)."""
-    b = backends().get(format)
-    if b is None or not callable(getattr(b, "export", None)):
-        known = sorted(n for n, x in backends().items() if callable(getattr(x, "export", None)))
-        raise ValueError(f"unknown export format {format!r}; known formats: {', '.join(known)}")
-    return b.export(dataset, out, **kwargs)
-
-
-def open_foreign(source: str | os.PathLike, **kwargs: Any) -> Any | None:
-    """Open ``source`` with the first backend whose ``can_load`` accepts it, or return None.
-
-    ``kwargs`` go to the backend's ``load`` (e.g. ``allow_pickle=True`` for a pickle file).
-    """
-    order = ["minari", "robomimic", "d4rl", "hdf5", "npz", "pickle", "lerobot"]
-    bs = backends()
-    names = order + [n for n in bs if n not in order]
-    for name in names:
-        b = bs.get(name)
-        can = getattr(b, "can_load", None)
-        if b is None or not callable(can) or not callable(getattr(b, "load", None)):
-            continue
-        try:
-            ok = can(source)
-        except Exception as e:  # noqa: BLE001 - a sniffing plugin must not hide the other formats
-            logger.debug(f"backend {name!r} could not inspect {source}: {e}")
-            ok = False
-        if ok:
-            if name == "pickle":
-                return b.load(source, allow_pickle=bool(kwargs.get("allow_pickle", False)))
-            if name in ("npz", "hdf5"):
-                return b.load(source)
-            return b.load(source, **kwargs)
-    return None
-
-
-def _load_dataset_hook(path: Any, **kwargs: Any) -> Any | None:
-    """The loader registered with :func:`gym_aquacollect.dataset.register_loader`."""
-    if not isinstance(path, (str, os.PathLike)):
-        return None
-    return open_foreign(path, **kwargs)
-
-
-def _register_with_load_dataset() -> None:
-    from gym_aquacollect.dataset import _LOADERS, register_loader
-
-    if _load_dataset_hook not in _LOADERS:
-        register_loader(_load_dataset_hook)
-
-
-_register_with_load_dataset()
 
 
 def export_for_offline_rl(dataset: Any, directory: str | os.PathLike, *, dataset_id: str | None = None,
@@ -307,7 +199,7 @@ def export_for_offline_rl(dataset: Any, directory: str | os.PathLike, *, dataset
                                  overwrite=overwrite, **minari_metadata)
     out["minari_id"] = dataset_id  # type: ignore[assignment]
     if _has_text(dataset.observation_space) or _has_text(dataset.action_space):
-        logger.warning("the spaces contain Text, which the D4RL layout cannot hold; no d4rl.hdf5 was written")
+        log.warning("the spaces contain Text, which the D4RL layout cannot hold; no d4rl.hdf5 was written")
     else:
         out["d4rl"] = write_d4rl(dataset, directory / "d4rl.hdf5", overwrite=overwrite)
     return out

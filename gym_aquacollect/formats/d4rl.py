@@ -46,7 +46,7 @@ from gymnasium import spaces
 from loguru import logger
 from tqdm.auto import tqdm
 
-from gym_aquacollect.formats._common import (
+from gym_aquacollect.data.memory import (
     ExportError,
     MemoryDataset,
     MemoryEpisode,
@@ -59,7 +59,7 @@ from gym_aquacollect.formats._common import (
     take_rows,
     unflatten_batch,
 )
-from gym_aquacollect.spaces import space_from_json, space_to_json
+from gym_aquacollect.schema.spaces import space_from_json, space_to_json
 from gym_aquacollect.storage.safety import check_contained
 
 __all__ = ["write_d4rl", "read_d4rl", "is_d4rl_file", "REQUIRED_KEYS"]

@@ -4,7 +4,7 @@ Contents:
     * :func:`write_lerobot` - write a LeRobotDataset v3.0 directory (what ``ds.to_lerobot(out)`` and
       ``aquacollect export DIR --format lerobot --out OUT`` call).
     * :func:`read_lerobot` - open a LeRobotDataset v3.0 directory as a
-      :class:`~gym_aquacollect.formats._common.MemoryDataset` (``load_dataset(dir)`` uses it).
+      :class:`~gym_aquacollect.data.memory.MemoryDataset` (``load_dataset(dir)`` uses it).
     * :func:`is_lerobot_dir`, :func:`lerobot_features` (the feature mapping, without writing anything).
 
 Layout written (as lerobot 0.4.4 writes it)::
@@ -70,7 +70,7 @@ from gymnasium import spaces
 from loguru import logger
 from tqdm.auto import tqdm
 
-from gym_aquacollect.formats._common import (
+from gym_aquacollect.data.memory import (
     ExportError,
     LazyEpisodes,
     MemoryDataset,
@@ -84,7 +84,7 @@ from gym_aquacollect.formats._common import (
     set_leaf,
     unflatten_batch,
 )
-from gym_aquacollect.spaces import deserialize_space, serialize_space
+from gym_aquacollect.schema.spaces import deserialize_space, serialize_space
 from gym_aquacollect.storage.video import (
     VideoError,
     VideoSettings,

@@ -3,7 +3,7 @@
 Contents:
     * :func:`write_minari` - write a Minari dataset directory (``<root>/<id>/data/{main_data.hdf5,metadata.json}``).
     * :func:`to_minari` - the same into the user's Minari root (``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``).
-    * :func:`read_minari` - open a Minari dataset (id or directory) as a :class:`~gym_aquacollect.formats._common.MemoryDataset`.
+    * :func:`read_minari` - open a Minari dataset (id or directory) as a :class:`~gym_aquacollect.data.memory.MemoryDataset`.
     * :func:`minari_space_json` / :func:`minari_space_from_json` - spaces serialized the way Minari does.
     * :func:`is_image_space`, :func:`validate_dataset_id`, :func:`minari_root`, :func:`resolve_minari`.
     * :func:`write_episode_groups` / :func:`read_episode_group` - the per-episode HDF5 layout, also used by
@@ -52,7 +52,7 @@ from gymnasium import spaces
 from loguru import logger
 from tqdm.auto import tqdm
 
-from gym_aquacollect.formats._common import (
+from gym_aquacollect.data.memory import (
     ExportError,
     LazyEpisodes,
     MemoryDataset,

@@ -52,7 +52,7 @@ from gymnasium import spaces
 from loguru import logger
 from tqdm.auto import tqdm
 
-from gym_aquacollect.formats._common import (
+from gym_aquacollect.data.memory import (
     ExportError,
     MemoryDataset,
     MemoryEpisode,
@@ -66,7 +66,7 @@ from gym_aquacollect.formats._common import (
     set_leaf,
     unflatten_batch,
 )
-from gym_aquacollect.spaces import space_from_json, space_to_json
+from gym_aquacollect.schema.spaces import space_from_json, space_to_json
 from gym_aquacollect.storage.safety import check_contained
 
 __all__ = ["write_robomimic", "read_robomimic", "is_robomimic_file"]

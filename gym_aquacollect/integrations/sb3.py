@@ -60,7 +60,7 @@ except ImportError as e:  # pragma: no cover - the extra is missing
         "(stable-baselines3==2.9.2)"
     ) from e
 
-from ..wrappers.vector import CollectingVectorWrapper
+from gym_aquacollect.wrappers.vector import CollectingVectorWrapper
 
 __all__ = ["CollectingVecEnv", "sb3_infos_to_batched"]
 

@@ -46,11 +46,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler, get_worker_info
 from torch.utils.data import Dataset as TorchMapDataset
 
-from ..torch_data import to_tensors
+from gym_aquacollect.integrations.torch_data import to_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..data.transitions import TransitionStore
-    from ..dataset import Dataset
+    from gym_aquacollect.data.dataset import Dataset
+    from gym_aquacollect.data.transitions import TransitionStore
 
 __all__ = ["make_dataloader", "TransitionBatches", "StreamingTransitions", "BatchIndexSampler", "EpisodeBatches",
            "batch_tensors"]

@@ -9,8 +9,16 @@ Contents:
     * :mod:`.flow` - :class:`~.flow.PendingBytes`, the byte budget between recorders and the writer.
 """
 
-from .manifest import DatasetFormatError
-from .writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece, WriterError, handle_sigterm
+from gym_aquacollect.storage.manifest import DatasetFormatError
+from gym_aquacollect.storage.writer import (
+           Block,
+           DatasetWriter,
+           EpisodeEnd,
+           FlushPolicy,
+           Piece,
+           WriterError,
+           handle_sigterm,
+)
 
 __all__ = ["DatasetWriter", "FlushPolicy", "Block", "Piece", "EpisodeEnd", "WriterError", "DatasetFormatError",
            "handle_sigterm"]

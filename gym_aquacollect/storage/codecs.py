@@ -56,7 +56,13 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from .video import VideoError, VideoSettings, VideoStreamWriter, check_frame_shape, decode_frames
+from gym_aquacollect.storage.video import (
+    VideoError,
+    VideoSettings,
+    VideoStreamWriter,
+    check_frame_shape,
+    decode_frames,
+)
 
 __all__ = ["ColumnCodec", "VideoCodec", "codec_from_json", "resolve_codecs", "CodecColumnWriter",
            "CodecColumnReader", "LazyFrames", "CODEC_GROUP"]

@@ -140,7 +140,7 @@ def _read_json(path: Path) -> Any:
     Only a regular file is read (a FIFO or device raises :class:`DatasetFormatError` without blocking),
     and a symlink that leaves the file's folder is refused.
     """
-    from .safety import read_regular_file
+    from gym_aquacollect.storage.safety import read_regular_file
 
     path = Path(path)
     real = os.path.realpath(path)

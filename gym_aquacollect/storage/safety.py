@@ -37,7 +37,7 @@ from typing import Any
 
 import h5py
 
-from .manifest import SHARD_DIR, DatasetFormatError
+from gym_aquacollect.storage.manifest import SHARD_DIR, DatasetFormatError
 
 __all__ = ["read_regular_file", "shard_file", "check_contained", "check_column_shape", "MAX_JSON_BYTES",
            "MAX_ROW_BYTES", "MAX_EXPANSION"]

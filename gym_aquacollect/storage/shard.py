@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .manifest import DatasetFormatError
+from gym_aquacollect.storage.manifest import DatasetFormatError
 
 __all__ = ["compression_kwargs", "ShardWriter", "ShardReader", "STR_H5"]
 
@@ -228,7 +228,7 @@ class ShardWriter:
             for name, arr in cols.items():
                 codec = self.codecs.get(f"{kind}/{name}") if self.codecs else None
                 if codec is not None:
-                    from .codecs import CodecColumnWriter
+                    from gym_aquacollect.storage.codecs import CodecColumnWriter
 
                     col = self._coded.get(f"{kind}/{name}")
                     if col is None:
@@ -384,7 +384,7 @@ class ShardReader:
     naming the file."""
 
     def __init__(self, path: Path | str) -> None:
-        from .safety import check_contained, check_regular
+        from gym_aquacollect.storage.safety import check_contained, check_regular
 
         self.path = Path(path)
         self.file = None
@@ -395,7 +395,7 @@ class ShardReader:
             idx = self.file["index"]
             self.columns = {kind: self._walk(kind) for kind in ("obs", "step")}
             if "codec" in self.file:  # coded columns (video) look like datasets with dtype / shape
-                from .codecs import CodecColumnReader
+                from gym_aquacollect.storage.codecs import CodecColumnReader
 
                 for kind in ("obs", "step"):
                     for name, ds in self._walk_group(f"codec/{kind}", "rows").items():
@@ -436,7 +436,7 @@ class ShardReader:
     def _check_shapes(self, idx: h5py.Group) -> None:
         """Before anything is read: every column is as long as the shard's row count, no shape is absurd,
         the index tables have matching lengths."""
-        from .safety import check_column_shape
+        from gym_aquacollect.storage.safety import check_column_shape
 
         self.n_rows = {kind: self._rows_attr(kind) for kind in ("obs", "step")}
         for kind, cols in self.columns.items():
@@ -523,7 +523,7 @@ class ShardReader:
         try:
             ds = self.columns[kind][name]
             if getattr(ds, "codec", None) is not None:
-                from .codecs import LazyFrames
+                from gym_aquacollect.storage.codecs import LazyFrames
 
                 return LazyFrames([(ds, start, count)])  # type: ignore[return-value]
             if ds.dtype.kind == "O":

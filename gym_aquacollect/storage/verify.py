@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import (
+from gym_aquacollect.storage.manifest import (
     MANIFEST_DIR,
     METADATA_FILE,
     SHARD_DIR,
@@ -42,7 +42,7 @@ from .manifest import (
     _read_json,
     file_checksum,
 )
-from .safety import shard_file
+from gym_aquacollect.storage.safety import shard_file
 
 __all__ = ["Problem", "VerifyReport", "verify_dataset"]
 
@@ -127,7 +127,7 @@ def verify_dataset(path: str | os.PathLike, *, check_contents: bool = True) -> V
         check_contents: also open each shard and compare its row counts with its manifest entry (after
             the checksum matched). Checksums are always compared.
     """
-    from .shard import ShardReader  # local: shard imports h5py
+    from gym_aquacollect.storage.shard import ShardReader  # local: shard imports h5py
 
     root = Path(path)
     if not root.is_dir():

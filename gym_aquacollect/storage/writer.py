@@ -48,9 +48,16 @@ try:
 except ImportError:  # Windows
     _resource = None
 
-from .flow import PendingBytes
-from .manifest import SHARD_DIR, Manifest, ShardRecord, file_checksum, init_dataset_dir, new_writer_id
-from .shard import _CHUNK_BYTES, AUTO_MIN_ROW_BYTES, ShardWriter, compression_kwargs
+from gym_aquacollect.storage.flow import PendingBytes
+from gym_aquacollect.storage.manifest import (
+    SHARD_DIR,
+    Manifest,
+    ShardRecord,
+    file_checksum,
+    init_dataset_dir,
+    new_writer_id,
+)
+from gym_aquacollect.storage.shard import _CHUNK_BYTES, AUTO_MIN_ROW_BYTES, ShardWriter, compression_kwargs
 
 __all__ = ["Piece", "EpisodeEnd", "Block", "FlushPolicy", "DatasetWriter", "WriterError", "handle_sigterm"]
 

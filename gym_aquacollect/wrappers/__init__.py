@@ -8,10 +8,10 @@ Contents:
       for Isaac Lab ``DirectMARLEnv`` (also what ``CollectingVectorWrapper`` returns for one).
 """
 
-from .isaaclab import CollectingIsaacLabWrapper
-from .multiagent import CollectingIsaacLabMARLWrapper, CollectingMultiAgentWrapper
-from .single import CollectingWrapper
-from .vector import CollectingVectorWrapper
+from gym_aquacollect.wrappers.isaaclab import CollectingIsaacLabWrapper
+from gym_aquacollect.wrappers.multiagent import CollectingIsaacLabMARLWrapper, CollectingMultiAgentWrapper
+from gym_aquacollect.wrappers.single import CollectingWrapper
+from gym_aquacollect.wrappers.vector import CollectingVectorWrapper
 
 __all__ = ["CollectingWrapper", "CollectingVectorWrapper", "CollectingIsaacLabWrapper", "CollectingMultiAgentWrapper",
            "CollectingIsaacLabMARLWrapper"]

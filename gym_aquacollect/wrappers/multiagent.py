@@ -41,12 +41,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector
-from ..storage.writer import FlushPolicy
-from ._batched import DISABLED, SAME_STEP, BatchedRecorder, _leaf_get, teacher_columns
-from .isaaclab import TorchChunks, TorchRecordingLifecycle, _copy_leaves
-from .single import recorded_kwargs
-from .vector import _make_collector
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector
+from gym_aquacollect.recording.batched import DISABLED, SAME_STEP, BatchedRecorder
+from gym_aquacollect.recording.torch_staging import TorchChunks, TorchRecordingLifecycle, _copy_leaves
+from gym_aquacollect.schema.batched import leaf_get as _leaf_get
+from gym_aquacollect.schema.batched import teacher_columns
+from gym_aquacollect.storage.writer import FlushPolicy
+from gym_aquacollect.wrappers.single import recorded_kwargs
+from gym_aquacollect.wrappers.vector import _make_collector
 
 __all__ = ["CollectingMultiAgentWrapper", "CollectingIsaacLabMARLWrapper", "agent_columns"]
 

@@ -13,15 +13,15 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 from gymnasium.core import ActType, ObsType
 
-from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, env_info
-from ..storage.writer import FlushPolicy
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector, env_info
+from gym_aquacollect.storage.writer import FlushPolicy
 
 __all__ = ["CollectingWrapper", "make_default_collector", "attach_collector", "recorded_kwargs"]
 
 
 def make_default_collector(path: str | Path | None, **kwargs: Any) -> BaseCollector:
     """The collector a wrapper uses when none is given: an :class:`RLCollector` streaming every step."""
-    from ..collectors import RLCollector
+    from gym_aquacollect.collectors import RLCollector
 
     return RLCollector(name="dataset", dataset_path=path, **kwargs)
 

@@ -26,19 +26,12 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from loguru import logger
 
-from ..collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
-from ..spaces import SpaceMismatchError
-from ..storage.writer import FlushPolicy
-from ._batched import (
-    DISABLED,
-    NEXT_STEP,
-    SAME_STEP,
-    BatchedRecorder,
-    check_batch_column,
-    copy_info,
-    teacher_columns,
-)
-from .single import attach_collector, recorded_kwargs
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
+from gym_aquacollect.recording.batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder
+from gym_aquacollect.schema.batched import check_batch_column, copy_info, teacher_columns
+from gym_aquacollect.schema.spaces import SpaceMismatchError
+from gym_aquacollect.storage.writer import FlushPolicy
+from gym_aquacollect.wrappers.single import attach_collector, recorded_kwargs
 
 __all__ = ["CollectingVectorWrapper", "resolve_autoreset_mode"]
 
@@ -120,7 +113,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         if cls is CollectingVectorWrapper and not isinstance(env, VectorEnv):
             u = getattr(env, "unwrapped", env)
             if hasattr(u, "possible_agents"):
-                from .multiagent import CollectingIsaacLabMARLWrapper, _is_isaac_marl
+                from gym_aquacollect.wrappers.multiagent import CollectingIsaacLabMARLWrapper, _is_isaac_marl
 
                 if _is_isaac_marl(env):
                     return CollectingIsaacLabMARLWrapper(env, *args, **kwargs)
@@ -129,7 +122,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
                     "CollectingMultiAgentWrapper for PettingZoo parallel envs"
                 )
             if getattr(u, "is_vector_env", False):
-                from .isaaclab import CollectingIsaacLabWrapper
+                from gym_aquacollect.wrappers.isaaclab import CollectingIsaacLabWrapper
 
                 return CollectingIsaacLabWrapper(env, *args, **kwargs)
             raise TypeError(

@@ -152,10 +152,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from loguru import logger
     from tqdm import tqdm
 
-    from . import CollectingWrapper, load_dataset
+    from gym_aquacollect import CollectingWrapper, load_dataset
 
     compression: Any = args.compression
-    from .storage.manifest import is_dataset_dir
+    from gym_aquacollect.storage.manifest import is_dataset_dir
 
     if is_dataset_dir(args.out):
         if args.overwrite:
@@ -172,7 +172,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     _import_modules(args.imports)
     inner = _make_env(args, env_kwargs)
     if args.num_envs > 1:
-        from . import CollectingVectorWrapper
+        from gym_aquacollect import CollectingVectorWrapper
 
         env = CollectingVectorWrapper(inner, args.out, compression=compression)
     else:
@@ -211,7 +211,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import load_dataset
+    from gym_aquacollect import load_dataset
 
     ds = load_dataset(args.path)
     stats = ds.statistics()
@@ -239,8 +239,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from . import load_dataset
-    from .report import write_report
+    from gym_aquacollect import load_dataset
+    from gym_aquacollect.cli.report import write_report
 
     ds = load_dataset(args.path)
     out = write_report(ds, args.out, title=args.title, max_steps=args.max_steps, frames=args.frames)
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--frames", type=int, default=8, help="frames per strip for image observations")
     rp.set_defaults(func=_cmd_report)
 
-    from .cli_formats import add_subcommands  # export, validate, replay, plot
+    from gym_aquacollect.cli.formats import add_subcommands  # export, validate, replay, plot
 
     add_subcommands(sub)
     for register in _EXTRA_COMMANDS:
@@ -316,6 +316,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     # run the importable module's main: under `python -m`, optional subcommands register with it, not __main__
-    from gym_aquacollect.cli import main as _main
+    from gym_aquacollect.cli.main import main as _main
 
     raise SystemExit(_main())

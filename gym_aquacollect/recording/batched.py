@@ -11,7 +11,7 @@ Contents:
       rules of ``shared/reference/gymnasium.md`` §3.2.
     * :class:`BatchedPut` / :func:`check_batch_column` - per-step validation of batched values against the
       single spaces by identity comparisons (shape, dtype, Dict key sets); a mismatch raises
-      :class:`~gym_aquacollect.spaces.SpaceMismatchError` and :meth:`BatchedRecorder.invalidate` stores the
+      :class:`~gym_aquacollect.schema.spaces.SpaceMismatchError` and :meth:`BatchedRecorder.invalidate` stores the
       open episodes as they were (``interrupted: "invalid_step"``); recording resumes at the next reset.
     * :func:`batched_mode` / :class:`FinishedEpisodes` - how a collector is fed (its ``batched_mode``):
       ``"stream"`` (rows straight to disk), ``"episodes"`` (each sub-env episode held in the writer thread
@@ -35,282 +35,20 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from ..collectors.columns import Unstorable, to_storable
-from ..spaces import SpaceCodec, SpaceMismatchError
-from ..storage.writer import Block, DatasetWriter
+from gym_aquacollect.schema.batched import BatchedPut, copy_info, split_batched_info
+from gym_aquacollect.schema.batched import info_text as _to_text
+from gym_aquacollect.schema.batched import leaf_get as _leaf_get
+from gym_aquacollect.schema.columns import jsonable as _jsonable
+from gym_aquacollect.schema.flags import TERM as _TERM
+from gym_aquacollect.schema.flags import TRUNC as _TRUNC
+from gym_aquacollect.schema.spaces import SpaceCodec
+from gym_aquacollect.storage.writer import Block, DatasetWriter
 
-__all__ = ["Chunk", "BatchedRecorder", "BatchedPut", "FinishedEpisodes", "NEXT_STEP", "SAME_STEP", "DISABLED",
-           "split_batched_info", "teacher_columns", "batched_mode", "copy_info"]
+__all__ = ["Chunk", "BatchedRecorder", "FinishedEpisodes", "NEXT_STEP", "SAME_STEP", "DISABLED"]
 
-
-def copy_info(value: Any) -> tuple[Any, int]:
-    """A copy of a (batched) info dict as it is now, and the bytes its arrays hold.
-
-    Envs may reuse their info arrays between steps; a reference kept until the writer splits the chunk
-    would then see the last value for every step. Dicts, lists and arrays are copied; other values are
-    immutable or kept as they are (their text is taken in the writer thread).
-
-    Example:
-        >>> a = np.zeros(2)
-        >>> info, nbytes = copy_info({"x": a, "d": {"y": [1, 2]}})
-        >>> a[:] = 5
-        >>> info["x"].tolist(), nbytes
-        ([0.0, 0.0], 32)
-    """
-    if isinstance(value, np.ndarray):
-        out = value.copy()
-        return out, out.nbytes
-    if isinstance(value, dict):
-        d, total = {}, 0
-        for k, v in value.items():
-            d[k], nb = copy_info(v)
-            total += nb
-        return d, total
-    if isinstance(value, (list, tuple)):
-        parts = [copy_info(v) for v in value]
-        return type(value)(p[0] for p in parts) if isinstance(value, list) else tuple(p[0] for p in parts), \
-            sum(p[1] for p in parts) + 8 * len(parts)
-    if hasattr(value, "detach") and hasattr(value, "clone"):  # torch tensor
-        out = value.detach().clone()
-        return out, int(out.element_size() * out.nelement())
-    return value, 0
 
 NEXT_STEP, SAME_STEP, DISABLED = "next_step", "same_step", "disabled"
-_TERM, _TRUNC = 1, 2
 _OBJ = np.dtype(object)
-
-
-def _leaf_get(value: Any, path: tuple[str, ...]) -> Any:
-    for p in path:
-        value = value[int(p[7:])] if p.startswith("_index_") else value[p]
-    return value
-
-
-def _clean_key(key: Any) -> str:
-    k = str(key).replace("/", "|")
-    return "~" + k if k.startswith("_") else k
-
-
-def split_batched_info(infos: dict[str, Any], n: int, skip: Sequence[str] = ("final_obs", "final_info"),
-                       path: str = "", out: dict | None = None, parent_mask: np.ndarray | None = None,
-                       bad: dict[str, str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Flatten a Gymnasium batched info dict into ``{name: (values (n, ...), mask (n,))}``.
-
-    A key ``k`` is present for sub-env ``i`` where ``infos["_k"][i]`` is True (and its parent dict's
-    mask too); keys without a mask count as present for all. Mask keys themselves are skipped. Values
-    that are not one per sub-env (wrong batch length, a scalar, a mask of the wrong length) are left out
-    and, when ``bad`` is given, named there with the reason.
-
-    Example:
-        >>> bad = {}
-        >>> out = split_batched_info({"x": np.arange(2), "y": np.arange(3)}, 2, bad=bad)
-        >>> sorted(out), bad
-        (['x'], {'y': 'batch length 3, not one per sub-env (2)'})
-    """
-    out = {} if out is None else out
-    for k, v in infos.items():
-        if not isinstance(k, str):
-            k = str(k)
-        if k in skip or (k.startswith("_") and k[1:] in infos):
-            continue
-        name = path + _clean_key(k)
-        try:
-            m = infos.get(f"_{k}")
-            mask = np.ones(n, dtype=bool) if m is None else np.asarray(m, dtype=bool).reshape(n)
-        except (ValueError, TypeError):
-            if bad is not None:
-                bad[name] = f"its mask '_{k}' is not one bool per sub-env ({n})"
-            continue
-        if parent_mask is not None:
-            mask = mask & parent_mask
-        if isinstance(v, dict):
-            split_batched_info(v, n, (), name + "/", out, mask, bad)
-            continue
-        try:
-            arr = np.asarray(v) if not isinstance(v, np.ndarray) else v
-        except (ValueError, TypeError, OverflowError) as e:
-            if bad is not None:
-                bad[name] = f"not an array ({type(e).__name__})"
-            continue
-        if arr.ndim == 0 or arr.shape[0] != n:
-            if bad is not None and mask.any():
-                bad[name] = f"batch length {arr.shape[0] if arr.ndim else 'none (a scalar)'}, not one per sub-env ({n})"
-            continue  # not a per-sub-env value
-        out[name] = (arr, mask)
-    return out
-
-
-def _dtype_ok(src: np.dtype, dst: np.dtype, cast: bool) -> bool:
-    """Whether a batched leaf of dtype ``src`` may be stored in a column of dtype ``dst``.
-
-    Equal dtypes always; with ``dtype_policy="cast"`` also numeric values that cast without changing
-    kind for the worse (float64 -> float32, int32 -> int64, int/bool -> float). Never object, str or
-    complex values into a numeric column, and never float -> int (that would truncate silently)."""
-    if src == dst:
-        return True
-    if dst.kind == "O":
-        return src.kind in "OU"
-    if not cast or src.kind not in "biuf" or dst.kind not in "biuf":
-        return False
-    return bool(np.can_cast(src, dst, "same_kind")) or (src.kind in "biu" and dst.kind in "iuf")
-
-
-class BatchedPut:
-    """Validating writer of one batched value (all N sub-envs) into row ``k`` of its leaf buffers.
-
-    Per step it does identity comparisons only (``type``, ``shape``, ``dtype`` of each leaf, the key set
-    of each Dict level): no loop over sub-envs. Anything that is not exactly the expected array goes
-    through :meth:`check`, which accepts what NumPy may store without changing meaning (lists, allowed
-    casts, see :func:`_dtype_ok`) and raises :class:`~gym_aquacollect.spaces.SpaceMismatchError` naming
-    the key, the expected and the actual shape/dtype otherwise, so a batch that NumPy could broadcast
-    (``(1, D)`` or ``(D,)`` for ``(N, D)``) is never stored.
-
-    Example:
-        >>> from gymnasium import spaces
-        >>> put = BatchedPut(SpaceCodec(spaces.Box(0, 1, (3,)), "observation"), 4, "observation")
-        >>> bufs = [np.zeros((2, 4, 3), np.float32)]
-        >>> put(bufs, 0, np.ones((4, 3), np.float32))
-        >>> put(bufs, 1, np.ones((1, 3), np.float32))
-        Traceback (most recent call last):
-        ...
-        gym_aquacollect.spaces.SpaceMismatchError: batched observation: expected shape (4, 3) dtype float32 (the single observation space batched over 4 sub-envs), got shape (1, 3) dtype float32. Check the env's single_observation_space and num_envs.
-    """
-
-    def __init__(self, codec: SpaceCodec, n: int, label: str, cast: bool = False) -> None:
-        self.n, self.label, self.cast = int(n), label, bool(cast)
-        self.leaves = [(leaf.path, (self.n, *leaf.shape), leaf.dtype, leaf.name) for leaf in codec.leaves]
-        self.simple = codec.simple
-        self.shape0, self.dtype0 = self.leaves[0][1], self.leaves[0][2]
-        self.structs: list[tuple[tuple[str, ...], Any]] = []  # (path, frozenset of keys | tuple length)
-        self._walk(codec.space, ())
-
-    def _walk(self, space: Any, path: tuple[str, ...]) -> None:
-        from gymnasium import spaces
-
-        if isinstance(space, spaces.Dict):
-            self.structs.append((path, frozenset(space.spaces)))
-            for k, sub in space.spaces.items():
-                self._walk(sub, path + (k,))
-        elif isinstance(space, spaces.Tuple):
-            self.structs.append((path, len(space.spaces)))
-            for j, sub in enumerate(space.spaces):
-                self._walk(sub, path + (f"_index_{j}",))
-
-    def _where(self, path: tuple[str, ...]) -> str:
-        name = "/".join(p[7:] if p.startswith("_index_") else p for p in path)
-        return f"batched {self.label}[{name!r}]" if path else f"batched {self.label}"
-
-    def check_structure(self, value: Any) -> None:
-        """Raise unless every Dict level has exactly the space's keys (and Tuples their length)."""
-        for path, want in self.structs:
-            try:
-                node = _leaf_get(value, path)
-            except (KeyError, IndexError, TypeError):
-                raise SpaceMismatchError(f"{self._where(path)}: missing (expected by the space)") from None
-            if isinstance(want, frozenset):
-                if not hasattr(node, "keys") or len(node) != len(want) or not want.issuperset(node.keys()):
-                    got = set(node.keys()) if hasattr(node, "keys") else None
-                    if got is None:
-                        raise SpaceMismatchError(f"{self._where(path)}: expected a dict with keys {sorted(want)}, "
-                                                 f"got {type(node).__name__}")
-                    raise SpaceMismatchError(
-                        f"{self._where(path)}: key set does not match the Dict space: missing "
-                        f"{sorted(want - got)}, unexpected {sorted(got - want, key=str)}")
-            elif not isinstance(node, (tuple, list)) or len(node) != want:
-                raise SpaceMismatchError(f"{self._where(path)}: expected a tuple of {want} elements, got "
-                                         f"{type(node).__name__} of length {len(node) if hasattr(node, '__len__') else '?'}")
-
-    def check(self, v: Any, shape: tuple[int, ...], dtype: np.dtype, path: tuple[str, ...]) -> np.ndarray:
-        """``v`` as an array of exactly ``shape`` and a dtype allowed for ``dtype``, or a clear error."""
-        arr = v if isinstance(v, np.ndarray) else np.asarray(v)
-        if arr.shape != shape or not _dtype_ok(arr.dtype, dtype, self.cast):
-            hint = "" if arr.shape != shape or self.cast or arr.dtype.kind not in "biuf" else \
-                " (dtype_policy='cast' would cast it)"
-            raise SpaceMismatchError(
-                f"{self._where(path)}: expected shape {shape} dtype {dtype} (the single {self.label} space "
-                f"batched over {self.n} sub-envs), got shape {arr.shape} dtype {arr.dtype}{hint}. Check the "
-                f"env's single_{self.label}_space and num_envs."
-            )
-        return arr
-
-    def __call__(self, bufs: list[np.ndarray], k: int, value: Any) -> None:
-        if self.simple:
-            if type(value) is not np.ndarray or value.shape != self.shape0 or value.dtype is not self.dtype0:
-                value = self.check(value, self.shape0, self.dtype0, ())
-            bufs[0][k] = value
-            return
-        self.check_structure(value)
-        for buf, (path, shape, dt, _) in zip(bufs, self.leaves):
-            v = _leaf_get(value, path)
-            if type(v) is not np.ndarray or v.shape != shape or v.dtype is not dt:
-                v = self.check(v, shape, dt, path)
-            buf[k] = v
-
-    def check_single(self, value: Any, where: str) -> None:
-        """Validate one *unbatched* value (a SAME_STEP final observation) without storing it."""
-        for path, shape, dt, _ in self.leaves:
-            try:
-                v = _leaf_get(value, path) if path else value
-            except (KeyError, IndexError, TypeError):
-                raise SpaceMismatchError(f"{where}[{'/'.join(path)!r}]: missing (expected by the space)") from None
-            if type(v) is np.ndarray and v.shape == shape[1:] and v.dtype is dt:
-                continue
-            arr = np.asarray(v)
-            if arr.shape != shape[1:] or not _dtype_ok(arr.dtype, dt, self.cast):
-                name = "/".join(path)
-                raise SpaceMismatchError(
-                    f"{where}{f'[{name!r}]' if name else ''}: expected shape {shape[1:]} dtype {dt} (the single "
-                    f"{self.label} space), got shape {arr.shape} dtype {arr.dtype}")
-
-
-def check_batch_column(v: Any, n: int, name: str, kinds: str) -> None:
-    """Rewards / terminations / truncations: exactly ``(n,)`` of a numeric kind (no silent broadcast)."""
-    if type(v) is np.ndarray and v.shape == (n,) and v.dtype.kind in kinds:
-        return
-    arr = np.asarray(v)
-    if arr.shape != (n,) or arr.dtype.kind not in kinds:
-        raise SpaceMismatchError(
-            f"batched {name}: expected shape ({n},) (one per sub-env) of kind {kinds!r}, got shape {arr.shape} "
-            f"dtype {arr.dtype}. A vector env returns one {name[:-1] if name.endswith('s') else name} per sub-env."
-        )
-
-
-def batched_mode(collector: Any) -> str:
-    """How a batched recorder feeds ``collector``: ``"stream"``, ``"episodes"`` or ``"transitions"``.
-
-    Raises ``TypeError`` (at wrapper construction) for a collector whose behaviour batched recording
-    would silently skip: step callbacks, or a subclass that overrides the single-env hooks
-    (``_on_block``, ``_on_episode_end``, ``record_step``, ...) without declaring ``batched_mode``.
-    """
-    from ..collectors.base import BaseCollector
-
-    name = type(collector).__name__
-    if getattr(collector, "step_callbacks", None):
-        raise TypeError(
-            f"{name}(step_callbacks=...) cannot be used with CollectingVectorWrapper / Isaac Lab / multi-agent "
-            "recording: steps are copied batched, not one sub-env step at a time. Use episode_callbacks, "
-            "store per-step values with teacher=..., or record each env with CollectingWrapper."
-        )
-    owner = next(k for k in type(collector).__mro__ if "batched_mode" in vars(k))
-    if owner is BaseCollector:
-        hooks = ("_on_block", "_on_episode_end", "record_step", "begin_episode", "_finish_episode", "_handoff")
-        for klass in type(collector).__mro__:
-            if klass is BaseCollector:
-                break
-            over = [h for h in hooks if h in vars(klass)]
-            if over:
-                raise TypeError(
-                    f"{name} overrides {over}, which batched recording (CollectingVectorWrapper, Isaac Lab, "
-                    "multi-agent) does not call: it would record every step regardless. Set the class attribute "
-                    "batched_mode ('stream', 'episodes' with _on_finished_episodes, or 'transitions' with "
-                    "_on_transitions) to say how it handles vector envs, or record each env with CollectingWrapper."
-                )
-    mode = collector.batched_mode
-    if mode == "stream" and getattr(collector, "schedule", None) is not None:
-        return "episodes"  # the default _on_finished_episodes applies the schedule
-    if mode not in ("stream", "episodes", "transitions"):
-        raise ValueError(f"{name}.batched_mode must be 'stream', 'episodes' or 'transitions', got {mode!r}")
-    return mode
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -570,7 +308,7 @@ class BatchedRecorder:
         self._warned: set[str] = set()
         self.closed = False
         # how the collector is fed (see batched_mode): episodes held until they end, or transitions
-        self.feed = batched_mode(collector)
+        self.feed = collector.batched_feed()
         self._hold = _EpisodeHold(collector) if self.feed == "episodes" else None
         self._carry: list[np.ndarray] | None = None  # per sub-env last obs row ("transitions")
         if self.feed == "transitions":
@@ -1100,12 +838,6 @@ _META_SUFFIX = {f: f'"terminated": {"true" if f & _TERM else "false"}, '
                    f'"truncated": {"true" if f & _TRUNC else "false"}}}' for f in range(4)}
 
 
-def teacher_columns(act_codec: SpaceCodec) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """Step columns ``extras/teacher_actions[/<leaf>]`` shaped like the (single) action space."""
-    return [("extras/teacher_actions" + ("/" + leaf.name if leaf.name else ""), leaf.shape, leaf.dtype)
-            for leaf in act_codec.leaves]
-
-
 def _take(buf: np.ndarray, flat: np.ndarray) -> np.ndarray:
     """``buf[k, i]`` for ``flat = k * N + i`` (``buf`` has leading axes ``(K, N)``): one ``take``."""
     return buf.reshape(-1, *buf.shape[2:]).take(flat, axis=0)
@@ -1113,22 +845,3 @@ def _take(buf: np.ndarray, flat: np.ndarray) -> np.ndarray:
 
 def _cat(xs: list[np.ndarray], dt: Any) -> np.ndarray:
     return np.concatenate(xs) if xs else np.zeros(0, dt)
-
-
-def _to_text(x: Any) -> str | None:
-    """Text of one object-dtype info value ("" for None; None when it cannot be stored)."""
-    try:
-        arr = to_storable(x)
-    except Unstorable:
-        return None
-    if arr is None:
-        return ""
-    if arr.dtype == _OBJ:
-        return str(arr.item())
-    return json.dumps(arr.tolist())
-
-
-def _jsonable(x: Any) -> Any:
-    from ..collectors.base import _jsonable as j
-
-    return j(x)
