@@ -3,14 +3,14 @@
 A custom collector subclasses :class:`gym_aquacollect.collectors.BaseCollector` and overrides a few hooks;
 recording itself (validation, copying each value, episode bookkeeping) stays the base class's:
 
-* ``_on_block(block)`` - where a :class:`~gym_aquacollect.storage.writer.Block` of rows goes. The
+* ``on_block(block)`` (public hook; the old name ``_on_block`` still works) - where a :class:`~gym_aquacollect.storage.writer.Block` of rows goes. The
   default hands it to the writer thread. ``block.obs`` / ``block.step`` are dicts of column arrays
   (``observations``, ``actions``, ``rewards``, ``terminations``, ``truncations``, ``infos/...``,
   ``extras/...``); ``block.pieces`` say which rows belong to which episode (by key), ``block.ends`` lists
   the episodes that finished. The arrays are views into buffers the collector reuses: copy what you keep,
   then call ``block.on_written()`` if it is set.
-* ``_on_episode_end(end)`` - bookkeeping for a finished episode (``end.length``, ``end.ret``,
-  ``end.flags``, ``end.meta``); call ``super()._on_episode_end(end)`` so the end travels with its block.
+* ``on_episode_end(end)`` - bookkeeping for a finished episode (``end.length``, ``end.ret``,
+  ``end.flags``, ``end.meta``); call ``super().on_episode_end(end)`` so the end travels with its block.
 * ``_open_writer()`` / ``_finalize()`` - open / close the sink (here: none).
 * ``get_dataset_statistics()`` - add your own figures to the seed's keys.
 
@@ -53,7 +53,7 @@ class InMemoryCollector(BaseCollector):
     def _open_writer(self) -> None:  # no dataset directory, no writer thread
         self.writer = None
 
-    def _on_block(self, block: Block) -> None:
+    def on_block(self, block: Block) -> None:
         for p in block.pieces:
             obs = {k: v[p.obs_start:p.obs_start + p.obs_n].copy() for k, v in block.obs.items()}
             step = {k: v[p.step_start:p.step_start + p.step_n].copy() for k, v in block.step.items()}

@@ -1,7 +1,8 @@
 """gym_aquacollect: make any Gymnasium env, vector env or Isaac Lab task record its own dataset.
 
 Contents:
-    * :class:`CollectingWrapper` - one line around an env records every episode.
+    * :class:`CollectingWrapper` - one line around an env records every episode; :func:`make_collecting` picks
+      the wrapper for any env (single, vector, Isaac Lab, multi-agent).
     * :func:`load_dataset`, :class:`Dataset`, :class:`Episode` - read datasets back.
     * Collectors (:mod:`gym_aquacollect.collectors`): :class:`BaseCollector`, :class:`RLCollector`,
       :class:`TrajectoryCollector`, :class:`BufferCollector`, and the seed's :class:`UnitConfig`.
@@ -38,7 +39,12 @@ from gym_aquacollect.data.replay import ReplayEnv, replay_actions
 from gym_aquacollect.registration import register_envs
 from gym_aquacollect.storage import DatasetFormatError, FlushPolicy, WriterError, handle_sigterm
 from gym_aquacollect.storage.codecs import ColumnCodec, VideoCodec
-from gym_aquacollect.wrappers import CollectingMultiAgentWrapper, CollectingVectorWrapper, CollectingWrapper
+from gym_aquacollect.wrappers import (
+    CollectingMultiAgentWrapper,
+    CollectingVectorWrapper,
+    CollectingWrapper,
+    make_collecting,
+)
 
 register_envs()
 
@@ -48,6 +54,7 @@ __all__ = [
     "CollectingWrapper",
     "CollectingVectorWrapper",
     "CollectingMultiAgentWrapper",
+    "make_collecting",
     "load_dataset",
     "Dataset",
     "Episode",

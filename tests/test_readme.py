@@ -25,10 +25,22 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
     exec(compile(code, f"README.md block {index}", "exec"), namespace)
     if "load_dataset" in code and "ds" in namespace:
         ds = namespace["ds"]
-        loop = re.search(r"for _ in range\(([\d_]+)\):", code)
-        assert loop, "a README example that loads a dataset records a known number of steps"
-        assert ds.total_steps == int(loop.group(1))  # every step recorded (the open episode stored at close)
-        assert sum(len(ep) for ep in ds) == ds.total_steps and len(ds) >= 2
+        # the env steps the example takes: a step loop (times the sub-envs of a vector env), an SB3
+        # learn(total_timesteps), or an RSL-RL runner's num_steps_per_env x iterations (times the sub-envs)
+        env = next((namespace[k] for k in ("envs", "env", "venv") if k in namespace), None)
+        width = int(getattr(env, "num_envs", 1) or 1)
+        loop = re.search(r"for \w+ in range\(([\d_]+)\):", code)
+        learn = re.search(r"\.learn\(([\d_]+)\)", code)
+        rsl = re.search(r'"num_steps_per_env": (\d+).*learn\(num_learning_iterations=(\d+)\)', code, flags=re.S)
+        expected = (int(learn.group(1)) if learn else int(rsl.group(1)) * int(rsl.group(2)) * width if rsl
+                    else int(loop.group(1)) * width if loop else None)
+        assert expected is not None, "a README example that loads a dataset records a known number of steps"
+        if loop and width > 1 and not (learn or rsl):
+            # a Gymnasium vector env autoresets NEXT_STEP: the step after an episode's end is a reset, no transition
+            assert expected - len(ds) <= ds.total_steps <= expected
+        else:
+            assert ds.total_steps == expected  # every step recorded (the open episodes stored at close)
+        assert sum(len(ep) for ep in ds) == ds.total_steps and len(ds) >= 1
     if "collector" in namespace:
         env = namespace.get("env")
         if env is not None:  # drive the example's env a little and check the collector kept its rules

@@ -12,9 +12,9 @@ thread as views, without another copy. Episode rows stay contiguous inside a blo
 stores them as segments of a columnar shard.
 
 Writing a custom collector: subclass :class:`BaseCollector` and override any of
-:meth:`_on_block` (what to do with a :class:`~gym_aquacollect.storage.writer.Block` of rows instead of
+:meth:`on_block` (what to do with a :class:`~gym_aquacollect.storage.writer.Block` of rows instead of
 streaming it to disk; call ``block.on_written()`` once its arrays are no longer needed),
-:meth:`_on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
+:meth:`on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
 :meth:`_open_writer` / :meth:`_finalize` (no writer, or a different sink) and
 :meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) stays the
 base's.
@@ -22,8 +22,8 @@ base's.
 Batched recording (``CollectingVectorWrapper``, Isaac Lab, multi-agent) does not use the single-env hot
 path: it splits chunks of N sub-envs in the writer thread. The class attribute :attr:`BaseCollector.batched_mode`
 says how such a recorder feeds the collector: ``"stream"`` (every row straight to disk), ``"episodes"``
-(each sub-env episode is held until it ends, then :meth:`_on_finished_episodes` decides, in the writer
-thread) or ``"transitions"`` (rows go to disk and :meth:`_on_transitions` also receives each chunk's
+(each sub-env episode is held until it ends, then :meth:`on_finished_episodes` decides, in the writer
+thread) or ``"transitions"`` (rows go to disk and :meth:`on_transitions` also receives each chunk's
 transitions, in the writer thread). A subclass that overrides the single-env hooks must set it, or the
 vector wrappers refuse it. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
 ``examples/custom_collector.py`` for a complete one.
@@ -134,6 +134,8 @@ def _end_live_collections() -> None:
 #: Default compression: LZF for columns with large rows (images: 10-60x smaller), none for small rows,
 #: where LZF gains ~10% but its CPU competes with the env (measured: see README, "Performance").
 DEFAULT_COMPRESSION: Any = "auto"
+#: the one default of every wrapper and collector: a value of another dtype than its space is an error (README)
+DEFAULT_DTYPE_POLICY = "strict"
 
 
 
@@ -178,6 +180,12 @@ def env_info(env: gym.Env) -> dict[str, Any]:
     }
 
 
+#: the hooks' old private names -> their public names (old overrides and ``super()._on_block(...)`` calls work)
+LEGACY_HOOKS = {"_on_block": "on_block", "_on_episode_end": "on_episode_end",
+                "_on_finished_episodes": "on_finished_episodes", "_start_transitions": "start_transitions",
+                "_on_transitions": "on_transitions"}
+
+
 class BaseCollector(ExportMixin):
     """The sink that wrappers hand each step to; by default it streams every step to disk.
 
@@ -216,6 +224,14 @@ class BaseCollector(ExportMixin):
     #: How batched recorders feed this collector: "stream", "episodes" or "transitions" (module docstring).
     batched_mode: ClassVar[str] = "stream"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass written against the old private hook names (``_on_block``, ...) keeps working: its
+        override is installed under the public name too (see :data:`LEGACY_HOOKS`)."""
+        super().__init_subclass__(**kwargs)
+        for old, new in LEGACY_HOOKS.items():
+            if old in vars(cls) and new not in vars(cls):
+                setattr(cls, new, vars(cls)[old])
+
     def __init__(
         self,
         name: str = "collector",
@@ -225,7 +241,7 @@ class BaseCollector(ExportMixin):
         record_infos: bool = True,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
-        dtype_policy: str = "strict",
+        dtype_policy: str = DEFAULT_DTYPE_POLICY,
         block_bytes: int = 4 << 20,
         max_pending_bytes: int = 32 << 20,
         step_callbacks: Sequence[Callable[..., Any]] | None = None,
@@ -595,12 +611,12 @@ class BaseCollector(ExportMixin):
                                   self._piece_s, self._ns - self._piece_s))
         self._piece_o, self._piece_s = self._no, self._ns
         self._ep_open, self._ep_done, self._fast = False, True, False
-        self._on_episode_end(EpisodeEnd(self._ep_key, length, ret, flags, meta))
+        self.on_episode_end(EpisodeEnd(self._ep_key, length, ret, flags, meta))
         if self._handoff_on_end or time.monotonic() - self._last_handoff > self._handoff_every:
             self._handoff()
 
     # -- hand-over -------------------------------------------------------------------------------------
-    def _on_episode_end(self, end: EpisodeEnd) -> None:
+    def on_episode_end(self, end: EpisodeEnd) -> None:
         """Bookkeeping for a finished episode (subclasses may override; call super)."""
         self._ends.append(end)
         self.episode_lengths.append(end.length)
@@ -608,7 +624,7 @@ class BaseCollector(ExportMixin):
         self.episode_flags.append(end.flags)
 
     # -- batched recording (writer thread) ---------------------------------------------------------------
-    def _on_finished_episodes(self, episodes: Any, writer: DatasetWriter) -> None:
+    def on_finished_episodes(self, episodes: Any, writer: DatasetWriter) -> None:
         """``batched_mode == "episodes"``: sub-env episodes that just ended
         (:class:`~gym_aquacollect.recording.batched.FinishedEpisodes`). Runs in the writer thread: write
         what is kept with ``writer.write_block(episodes.block(keep))`` (never ``writer.submit``, which
@@ -629,12 +645,12 @@ class BaseCollector(ExportMixin):
         (checked once, at wrapper construction; see :func:`batched_mode`)."""
         return batched_mode(self)
 
-    def _start_transitions(self, num_envs: int) -> None:
+    def start_transitions(self, num_envs: int) -> None:
         """``batched_mode == "transitions"``: called once at wrapper construction (user thread)."""
         raise NotImplementedError(f"{type(self).__name__} declares batched_mode='transitions' without "
-                                  "_start_transitions/_on_transitions")
+                                  "start_transitions/on_transitions")
 
-    def _on_transitions(self, obs: list[np.ndarray], actions: list[np.ndarray], rewards: np.ndarray,
+    def on_transitions(self, obs: list[np.ndarray], actions: list[np.ndarray], rewards: np.ndarray,
                         next_obs: list[np.ndarray], terminated: np.ndarray, truncated: np.ndarray) -> None:
         """``batched_mode == "transitions"``: a chunk's transitions (leaf column lists in codec order;
         ``next_obs`` is the observation the step returned, the final one at a SAME_STEP done step).
@@ -679,7 +695,7 @@ class BaseCollector(ExportMixin):
                 pool.append(arrays)
 
             block.on_written = release
-        self._on_block(block)
+        self.on_block(block)
 
     def _submit_bounded(self, block: Block, cap: int) -> None:
         """Submit a block of copied rows (not from the block pool) through the writer's byte budget
@@ -689,7 +705,7 @@ class BaseCollector(ExportMixin):
         self.writer.pending.cap = int(cap)
         self.writer.submit(block)
 
-    def _on_block(self, block: Block) -> None:
+    def on_block(self, block: Block) -> None:
         """Where a block goes (default: the writer thread). Subclasses may keep blocks instead."""
         self.writer.submit(block)
 
@@ -818,12 +834,16 @@ class BaseCollector(ExportMixin):
         return json.dumps(self.get_dataset_statistics(), default=repr)
 
 
+for _old, _new in LEGACY_HOOKS.items():
+    setattr(BaseCollector, _old, getattr(BaseCollector, _new))
+
+
 def batched_mode(collector: Any) -> str:
     """How a batched recorder feeds ``collector``: ``"stream"``, ``"episodes"`` or ``"transitions"``.
 
     Raises ``TypeError`` (at wrapper construction) for a collector whose behaviour batched recording
     would silently skip: step callbacks, or a subclass that overrides the single-env hooks
-    (``_on_block``, ``_on_episode_end``, ``record_step``, ...) without declaring ``batched_mode``.
+    (``on_block``, ``on_episode_end``, ``record_step``, ...) without declaring ``batched_mode``.
     """
     name = type(collector).__name__
     if getattr(collector, "step_callbacks", None):
@@ -834,21 +854,23 @@ def batched_mode(collector: Any) -> str:
         )
     owner = next(k for k in type(collector).__mro__ if "batched_mode" in vars(k))
     if owner is BaseCollector:
-        hooks = ("_on_block", "_on_episode_end", "record_step", "begin_episode", "_finish_episode", "_handoff")
+        hooks = ("on_block", "on_episode_end", "record_step", "begin_episode", "_finish_episode", "_handoff",
+                 *LEGACY_HOOKS)
         for klass in type(collector).__mro__:
             if klass is BaseCollector:
                 break
             over = [h for h in hooks if h in vars(klass)]
+            over = [h for h in over if not any(h == new and old in over for old, new in LEGACY_HOOKS.items())]
             if over:
                 raise TypeError(
                     f"{name} overrides {over}, which batched recording (CollectingVectorWrapper, Isaac Lab, "
                     "multi-agent) does not call: it would record every step regardless. Set the class attribute "
-                    "batched_mode ('stream', 'episodes' with _on_finished_episodes, or 'transitions' with "
-                    "_on_transitions) to say how it handles vector envs, or record each env with CollectingWrapper."
+                    "batched_mode ('stream', 'episodes' with on_finished_episodes, or 'transitions' with "
+                    "on_transitions) to say how it handles vector envs, or record each env with CollectingWrapper."
                 )
     mode = collector.batched_mode
     if mode == "stream" and getattr(collector, "schedule", None) is not None:
-        return "episodes"  # the default _on_finished_episodes applies the schedule
+        return "episodes"  # the default on_finished_episodes applies the schedule
     if mode not in ("stream", "episodes", "transitions"):
         raise ValueError(f"{name}.batched_mode must be 'stream', 'episodes' or 'transitions', got {mode!r}")
     return mode

@@ -24,7 +24,7 @@ written (their episodes are then left out of the dataset), ``"raise"`` raises
 the capacity, a loguru warning says so.
 
 Vector envs (``batched_mode = "transitions"``): the batched recorder streams every row to disk itself
-and hands each chunk's transitions to :meth:`~BufferCollector._on_transitions` in the writer thread.
+and hands each chunk's transitions to :meth:`~BufferCollector.on_transitions` in the writer thread.
 They go to a transition ring of their own (observation and next observation stored per transition,
 next observation = what the step returned, the final observation at SAME_STEP done steps); the ring
 overwrites its oldest transitions when full (they are on disk already, so ``on_overflow`` does not
@@ -281,7 +281,7 @@ class BufferCollector(BaseCollector):
         return self._s_hi - self._s_lo if hasattr(self, "_s_hi") else 0
 
     # -- batched (vector env) recording ------------------------------------------------------------------
-    def _start_transitions(self, num_envs: int) -> None:
+    def start_transitions(self, num_envs: int) -> None:
         """Set up the transition ring (obs and next obs per transition; virtual memory until used)."""
         if not self.collecting:
             self.start_collection()
@@ -293,7 +293,7 @@ class BufferCollector(BaseCollector):
                     "rew": np.empty(cap, np.float64), "te": np.empty(cap, bool), "tr": np.empty(cap, bool)}
         self._Cs = cap
 
-    def _on_transitions(self, obs: list[np.ndarray], actions: list[np.ndarray], rewards: np.ndarray,
+    def on_transitions(self, obs: list[np.ndarray], actions: list[np.ndarray], rewards: np.ndarray,
                         next_obs: list[np.ndarray], terminated: np.ndarray, truncated: np.ndarray) -> None:
         """Writer thread: append a chunk's transitions to the ring (the oldest are overwritten)."""
         t = self._vring

@@ -8,7 +8,7 @@ Contents:
 Recording itself is :class:`~gym_aquacollect.collectors.BaseCollector`'s (same validation, same blocks):
 only where the blocks go differs. Episodes not yet decided live in memory only, so a crash loses them.
 With vector envs (``batched_mode = "episodes"``) the batched recorder holds each sub-env episode in the
-writer thread until it ends; :meth:`TrajectoryCollector._on_finished_episodes` then checks the numeric
+writer thread until it ends; :meth:`TrajectoryCollector.on_finished_episodes` then checks the numeric
 criteria vectorised over the finished episodes, asks the predicate per remaining episode, and writes or
 holds (top-k) what is kept.
 """
@@ -123,7 +123,7 @@ class TrajectoryCollector(BaseCollector):
         self._lock = threading.Lock()  # the writer thread decides vector episodes while the user reads statistics
 
     # -- hooks into BaseCollector --------------------------------------------------------------------------
-    def _on_episode_end(self, end: EpisodeEnd) -> None:
+    def on_episode_end(self, end: EpisodeEnd) -> None:
         # statistics are kept for *accepted* episodes (see _write); the end still travels with the block
         self._ends.append(end)
 
@@ -131,7 +131,7 @@ class TrajectoryCollector(BaseCollector):
         super()._finish_episode(terminated, truncated, interrupted)
         self._handoff()  # decide now (cheap when the base already handed the rows over)
 
-    def _on_block(self, block: Block) -> None:
+    def on_block(self, block: Block) -> None:
         for p in block.pieces:
             obs = {k: v[p.obs_start:p.obs_start + p.obs_n].copy() for k, v in block.obs.items()}
             step = {k: v[p.step_start:p.step_start + p.step_n].copy() for k, v in block.step.items()}
@@ -188,7 +188,7 @@ class TrajectoryCollector(BaseCollector):
             out = heapq.heappushpop(self._held, item)  # the lowest return (latest on ties) leaves
             self._reject(out[2], ["top_k"])
 
-    def _on_finished_episodes(self, episodes: Any, writer: Any) -> None:
+    def on_finished_episodes(self, episodes: Any, writer: Any) -> None:
         """Writer thread (vector envs): decide the sub-env episodes that just ended."""
         n = len(episodes)
         lengths, rets, flags = episodes.lengths, episodes.returns, episodes.flags

@@ -196,16 +196,14 @@ class _Worker:
         self.policy, self.seed, self.wrapper_kwargs = policy, seed, wrapper_kwargs
 
     def run(self, steps: int, report_seconds: float = 0.1) -> dict[str, Any]:
-        import gymnasium as gym
-
-        from gym_aquacollect.wrappers import CollectingVectorWrapper, CollectingWrapper
+        from gym_aquacollect.wrappers.factory import make_collecting
+        from gym_aquacollect.wrappers.single import CollectingWrapper
 
         env = _make_env(self.env_id_or_fn, self.env_kwargs)
-        vector = isinstance(env, gym.vector.VectorEnv) or hasattr(env, "num_envs") and not isinstance(env, gym.Env)
-        wrapper_cls = CollectingVectorWrapper if vector else CollectingWrapper
         meta = dict(self.wrapper_kwargs.pop("metadata", None) or {})
         meta["distributed"] = {"worker": self.index}
-        env = wrapper_cls(env, self.path, metadata=meta, **self.wrapper_kwargs)
+        env = make_collecting(env, self.path, metadata=meta, **self.wrapper_kwargs)
+        vector = not isinstance(env, CollectingWrapper)
         writer = env.collector.writer
         self.progress.register.remote(self.index, writer.writer_id, socket.gethostname())
         seed = None if self.seed is None else int(self.seed) + 1_000_003 * self.index

@@ -15,8 +15,8 @@ Contents:
       open episodes as they were (``interrupted: "invalid_step"``); recording resumes at the next reset.
     * :func:`batched_mode` / :class:`FinishedEpisodes` - how a collector is fed (its ``batched_mode``):
       ``"stream"`` (rows straight to disk), ``"episodes"`` (each sub-env episode held in the writer thread
-      until it ends, then the collector's ``_on_finished_episodes`` keeps/holds/drops it:
-      TrajectoryCollector, schedules) or ``"transitions"`` (rows to disk plus ``_on_transitions`` with
+      until it ends, then the collector's ``on_finished_episodes`` keeps/holds/drops it:
+      TrajectoryCollector, schedules) or ``"transitions"`` (rows to disk plus ``on_transitions`` with
       ``(obs, action, reward, next_obs, flags)`` of each chunk: BufferCollector's replay ring).
 
 The user's thread never loops over sub-envs: it copies each batched field once per step. Episode
@@ -146,7 +146,7 @@ class _EpisodeHold:
             self.alive.append(np.ones(len(block.pieces), bool))
         if block.end_cols is not None and len(block.end_cols[0]):
             eps = FinishedEpisodes(self, block.end_cols, envs)
-            self.collector._on_finished_episodes(eps, writer)
+            self.collector.on_finished_episodes(eps, writer)
             self.discard(block.end_cols[0])
 
     def discard(self, keys: np.ndarray) -> None:
@@ -312,7 +312,7 @@ class BatchedRecorder:
         self._hold = _EpisodeHold(collector) if self.feed == "episodes" else None
         self._carry: list[np.ndarray] | None = None  # per sub-env last obs row ("transitions")
         if self.feed == "transitions":
-            collector._start_transitions(n)
+            collector.start_transitions(n)
         cast = getattr(collector, "dtype_policy", "strict") == "cast"
         self.put_obs = BatchedPut(obs_codec, n, "observation", cast)
         self.put_act = BatchedPut(act_codec, n, "action", cast)
@@ -642,7 +642,7 @@ class BatchedRecorder:
                 before.append(b)
             after = [col[stepsel] for col in obs_cols]
             acts = [step[name] for name in self.act_names]
-            self.collector._on_transitions(before, acts, step["rewards"], after, step["terminations"],
+            self.collector.on_transitions(before, acts, step["rewards"], after, step["terminations"],
                                            step["truncations"])
         lst = np.r_[env[1:] != env[:-1], True]
         for col, car in zip(obs_cols, self._carry):

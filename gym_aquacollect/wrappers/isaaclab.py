@@ -30,7 +30,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, DEFAULT_DTYPE_POLICY, BaseCollector
 from gym_aquacollect.recording.batched import SAME_STEP, BatchedRecorder
 from gym_aquacollect.recording.torch_staging import (
     TorchChunks,
@@ -79,7 +79,7 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
         metadata: dict[str, Any] | None = None,
         teacher: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
-        dtype_policy: str = "cast",
+        dtype_policy: str = DEFAULT_DTYPE_POLICY,
         chunk_steps: int | None = None,
         autoreset_mode: Any = None,
         codecs: dict[str, Any] | None = None,

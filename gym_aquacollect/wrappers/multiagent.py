@@ -41,7 +41,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, DEFAULT_DTYPE_POLICY, BaseCollector
 from gym_aquacollect.recording.batched import DISABLED, SAME_STEP, BatchedRecorder
 from gym_aquacollect.recording.torch_staging import TorchChunks, TorchRecordingLifecycle, _copy_leaves
 from gym_aquacollect.schema.batched import leaf_get as _leaf_get
@@ -109,7 +109,7 @@ class CollectingMultiAgentWrapper(gym.utils.RecordConstructorArgs):
     """
 
     def __new__(cls, env: Any, *args: Any, **kwargs: Any):
-        if cls is CollectingMultiAgentWrapper and _is_isaac_marl(env):
+        if cls is CollectingMultiAgentWrapper and _is_isaac_marl(env):  # the rule of wrappers.factory.wrapper_class
             return CollectingIsaacLabMARLWrapper(env, *args, **kwargs)
         return super().__new__(cls)
 
@@ -124,7 +124,7 @@ class CollectingMultiAgentWrapper(gym.utils.RecordConstructorArgs):
         metadata: dict[str, Any] | None = None,
         teacher: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
-        dtype_policy: str = "cast",
+        dtype_policy: str = DEFAULT_DTYPE_POLICY,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, **recorded_kwargs(path, compression, record_infos, metadata, flush_policy, dtype_policy))
@@ -309,7 +309,7 @@ class CollectingIsaacLabMARLWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.ut
         metadata: dict[str, Any] | None = None,
         teacher: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
-        dtype_policy: str = "cast",
+        dtype_policy: str = DEFAULT_DTYPE_POLICY,
         chunk_steps: int | None = None,
         autoreset_mode: Any = None,
     ) -> None:

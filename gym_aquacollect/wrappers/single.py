@@ -13,7 +13,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 from gymnasium.core import ActType, ObsType
 
-from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector, env_info
+from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, DEFAULT_DTYPE_POLICY, BaseCollector, env_info
 from gym_aquacollect.storage.writer import FlushPolicy
 
 __all__ = ["CollectingWrapper", "make_default_collector", "attach_collector", "recorded_kwargs"]
@@ -117,7 +117,7 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
         metadata: dict[str, Any] | None = None,
         teacher: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
-        dtype_policy: str = "strict",
+        dtype_policy: str = DEFAULT_DTYPE_POLICY,
         codecs: dict[str, Any] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(

@@ -26,7 +26,12 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from loguru import logger
 
-from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION, BaseCollector, describe_env
+from gym_aquacollect.collectors.base import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_DTYPE_POLICY,
+    BaseCollector,
+    describe_env,
+)
 from gym_aquacollect.recording.batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder
 from gym_aquacollect.schema.batched import check_batch_column, copy_info, teacher_columns
 from gym_aquacollect.schema.spaces import SpaceMismatchError
@@ -111,24 +116,26 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
 
     def __new__(cls, env: Any, *args: Any, **kwargs: Any):
         if cls is CollectingVectorWrapper and not isinstance(env, VectorEnv):
-            u = getattr(env, "unwrapped", env)
-            if hasattr(u, "possible_agents"):
-                from gym_aquacollect.wrappers.multiagent import CollectingIsaacLabMARLWrapper, _is_isaac_marl
+            from gym_aquacollect.wrappers.factory import wrapper_class  # the dispatch rules live there
+            from gym_aquacollect.wrappers.multiagent import CollectingMultiAgentWrapper
+            from gym_aquacollect.wrappers.single import CollectingWrapper
 
-                if _is_isaac_marl(env):
-                    return CollectingIsaacLabMARLWrapper(env, *args, **kwargs)
+            u = getattr(env, "unwrapped", env)
+            try:
+                klass = wrapper_class(env)
+            except TypeError:
+                klass = None
+            if klass is CollectingMultiAgentWrapper:
                 raise TypeError(
                     f"{type(u).__name__} is a multi-agent env (possible_agents) without num_envs: use "
                     "CollectingMultiAgentWrapper for PettingZoo parallel envs"
                 )
-            if getattr(u, "is_vector_env", False):
-                from gym_aquacollect.wrappers.isaaclab import CollectingIsaacLabWrapper
-
-                return CollectingIsaacLabWrapper(env, *args, **kwargs)
-            raise TypeError(
-                f"CollectingVectorWrapper needs a gymnasium.vector.VectorEnv or an Isaac Lab-style batched env "
-                f"(env.unwrapped.is_vector_env), got {type(env).__name__}; use CollectingWrapper for single envs"
-            )
+            if klass is None or klass is CollectingWrapper:
+                raise TypeError(
+                    f"CollectingVectorWrapper needs a gymnasium.vector.VectorEnv or an Isaac Lab-style batched env "
+                    f"(env.unwrapped.is_vector_env), got {type(env).__name__}; use CollectingWrapper for single envs"
+                )
+            return klass(env, *args, **kwargs)
         return super().__new__(cls)
 
     def __init__(
@@ -142,7 +149,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         metadata: dict[str, Any] | None = None,
         teacher: Any = None,
         flush_policy: FlushPolicy | dict[str, Any] | None = None,
-        dtype_policy: str = "cast",
+        dtype_policy: str = DEFAULT_DTYPE_POLICY,
         autoreset_mode: AutoresetMode | str | None = None,
         chunk_steps: int | None = None,
         codecs: dict[str, Any] | None = None,
