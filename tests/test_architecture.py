@@ -25,6 +25,7 @@ LAYERS = ["schema", "storage", "data", "formats", "recording", "collectors", "wr
           "__init__", "cli"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["testing"] = 0  # test envs: import nothing from the package
+RANK["logs"] = 0  # the library logger (stdlib logging, shown through loguru)
 RANK["registration"] = RANK["data"]  # registers the replay env (data/replay.py) with Gymnasium
 
 #: old import paths kept for users: re-exports only, imported by nothing in the package
@@ -178,3 +179,10 @@ def test_old_import_paths_still_work(name):
 
     mod = importlib.import_module(name)
     assert [n for n in dir(mod) if not n.startswith("__")], f"{name} re-exports nothing"
+
+
+def test_long_modules_say_why():
+    for name, (src, _) in read_sources().items():
+        if src.count("\n") > 500:
+            doc = ast.get_docstring(ast.parse(src)) or ""
+            assert "Size: over 500 lines because" in doc, f"{name} has {src.count(chr(10))} lines and no 'Size:' note"

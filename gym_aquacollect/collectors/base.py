@@ -27,6 +27,8 @@ thread) or ``"transitions"`` (rows go to disk and :meth:`on_transitions` also re
 transitions, in the writer thread). A subclass that overrides the single-env hooks must set it, or the
 vector wrappers refuse it. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
 ``examples/custom_collector.py`` for a complete one.
+
+Size: over 500 lines because ``BaseCollector`` holds the single-env row path (the hot path, kept in one place) together with the lifecycle every collector inherits; moving the row path into ``recording/`` is the next step of issue 10.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from loguru import logger
 
 from gym_aquacollect.data.exports import ExportMixin
+from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.columns import DynamicColumns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
 from gym_aquacollect.schema.flags import TERM as _TERM
@@ -600,12 +602,7 @@ class BaseCollector(ExportMixin):
         if interrupted:
             meta["interrupted"] = interrupted
         if self.episode_callbacks:
-            summary = {"episode_index": self._episode_index, "length": length, "return": ret,
-                       "terminated": terminated, "truncated": truncated, "metadata": meta}
-            for cb in self.episode_callbacks:
-                more = cb(self, summary)
-                if more:
-                    meta.update(_jsonable(more))
+            self.run_episode_callbacks(self._episode_index, length, ret, terminated, truncated, meta)
         flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
         self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
                                   self._piece_s, self._ns - self._piece_s))
@@ -639,6 +636,17 @@ class BaseCollector(ExportMixin):
             self.episode_lengths.extend(episodes.lengths[keep].tolist())
             self.episode_returns.extend(episodes.returns[keep].tolist())
             self.episode_flags.extend(episodes.flags[keep].tolist())
+
+    def run_episode_callbacks(self, index: int, length: int, ret: float, terminated: bool, truncated: bool,
+                              meta: dict[str, Any]) -> None:
+        """Call each of ``episode_callbacks`` with ``(collector, summary)`` for a finished episode and merge
+        what they return into its metadata ``meta`` (every recording path calls this, once per episode)."""
+        summary = {"episode_index": index, "length": length, "return": ret, "terminated": terminated,
+                   "truncated": truncated, "metadata": meta}
+        for cb in self.episode_callbacks:
+            more = cb(self, summary)
+            if more:
+                meta.update(_jsonable(more))
 
     def batched_feed(self) -> str:
         """How batched recording feeds this collector: ``"stream"``, ``"episodes"`` or ``"transitions"``

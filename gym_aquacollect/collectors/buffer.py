@@ -30,6 +30,8 @@ next observation = what the step returned, the final observation at SAME_STEP do
 overwrites its oldest transitions when full (they are on disk already, so ``on_overflow`` does not
 apply), and its capacity is ``max_buffer_size`` cut to the memory budget. :meth:`~BufferCollector.sample`
 then draws from it (under a lock: the ring is filled by the writer thread). RSS is not polled there.
+
+Size: over 500 lines because the ring, its spill files and its memory budget form one structure guarded by one lock.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ from typing import Any
 
 import numpy as np
 import psutil
-from loguru import logger
 
 from gym_aquacollect.collectors.base import _LIVE_COLLECTORS, DEFAULT_COMPRESSION, BaseCollector, _scalar
+from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.columns import DynamicColumns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
 from gym_aquacollect.schema.flags import TERM as _TERM
@@ -435,12 +437,8 @@ class BufferCollector(BaseCollector):
         if interrupted:
             meta["interrupted"] = interrupted
         if self.episode_callbacks:
-            summary = {"episode_index": self._episode_index, "length": self._ep_len, "return": float(self._ep_ret),
-                       "terminated": terminated, "truncated": truncated, "metadata": meta}
-            for cb in self.episode_callbacks:
-                more = cb(self, summary)
-                if more:
-                    meta.update(_jsonable(more))
+            self.run_episode_callbacks(self._episode_index, self._ep_len, float(self._ep_ret), terminated, truncated,
+                                       meta)
         flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
         end = EpisodeEnd(self._ep_key, self._ep_len, float(self._ep_ret), flags, meta)
         self._ep_open, self._ep_done, self._fast = False, True, False

@@ -26,6 +26,7 @@ import numpy as np
 
 from gym_aquacollect.collectors.base import BaseCollector
 from gym_aquacollect.collectors.filters import TrajectoryFilter
+from gym_aquacollect.schema.columns import concat_columns
 from gym_aquacollect.schema.flags import TERM as _TERM
 from gym_aquacollect.schema.flags import TRUNC as _TRUNC
 from gym_aquacollect.storage.writer import Block, EpisodeEnd, Piece
@@ -38,26 +39,6 @@ def _describe(a: list[float]) -> dict[str, float]:
         return {"mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0}
     x = np.asarray(a, dtype=np.float64)
     return {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "max": float(x.max())}
-
-
-def _concat(parts: list[dict[str, np.ndarray]], counts: list[int]) -> dict[str, np.ndarray]:
-    """Concatenate per-chunk column dicts; a column missing from a chunk (an info key that appeared
-    later) is filled with zeros / "" (its presence mask, also filled, is False there)."""
-    if len(parts) == 1:
-        return parts[0]
-    out: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys(k for p in parts for k in p):
-        ref = next(p[name] for p in parts if name in p)
-        cols = []
-        for p, n in zip(parts, counts):
-            a = p.get(name)
-            if a is None:
-                a = np.zeros((n, *ref.shape[1:]), dtype=ref.dtype)
-                if ref.dtype.kind == "O":
-                    a[...] = ""
-            cols.append(a)
-        out[name] = np.concatenate(cols)
-    return out
 
 
 class TrajectoryCollector(BaseCollector):
@@ -164,8 +145,8 @@ class TrajectoryCollector(BaseCollector):
     def _decide(self, end: EpisodeEnd, chunks: list[tuple[dict, dict, int, int]]) -> None:
         n_obs = sum(c[2] for c in chunks)
         n_step = sum(c[3] for c in chunks)
-        obs = _concat([c[0] for c in chunks], [c[2] for c in chunks])
-        step = _concat([c[1] for c in chunks], [c[3] for c in chunks])
+        obs = concat_columns([c[0] for c in chunks], [c[2] for c in chunks])
+        step = concat_columns([c[1] for c in chunks], [c[3] for c in chunks])
         if n_step != end.length or n_obs != end.length + 1:  # pragma: no cover - an internal invariant
             raise RuntimeError(f"TrajectoryCollector: episode {end.key} has {n_obs} obs / {n_step} step rows "
                                f"for length {end.length}")

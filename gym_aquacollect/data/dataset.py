@@ -24,6 +24,8 @@ Example:
     >>> ep = ds[0]
     >>> ep.observations.shape == (len(ep) + 1, 4), ep.metadata["seed"]
     (True, 1)
+
+Size: over 500 lines because ``Dataset`` and ``Episode`` are the read model users see; their lazy loading shares one reader cache.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from loguru import logger
 
 from gym_aquacollect.data import registry
 from gym_aquacollect.data.env_spec import parse_env_spec, recover_environment
 from gym_aquacollect.data.exports import ExportMixin
 from gym_aquacollect.data.registry import register_loader
+from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.flags import TERM as _TERM
 from gym_aquacollect.schema.flags import TRUNC as _TRUNC
 from gym_aquacollect.schema.spaces import SpaceCodec, deserialize_space

@@ -37,7 +37,8 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec, WrapperSpec
-from loguru import logger
+
+from gym_aquacollect.logs import logger
 
 __all__ = ["parse_env_spec", "recover_environment", "UntrustedEnvSpecError", "SAFE_WRAPPER_MODULES"]
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from loguru import logger
 
 from gym_aquacollect.data.memory import nested_equal, row
+from gym_aquacollect.logs import logger
 
 __all__ = ["ReplayEnv", "ActionMismatchError", "replay_actions", "ReplayReport", "Divergence", "open_dataset"]
 

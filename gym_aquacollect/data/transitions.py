@@ -44,6 +44,8 @@ Example:
     >>> flat = ds.transitions()
     >>> len(flat["obs"]) == ds.total_steps, bool((flat["next_obs"][0] == ds[0].observations[1]).all())
     (True, True)
+
+Size: over 500 lines because the transition view (caching, next_obs across shards, sampling) is one cache whose parts share its state.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ Example:
     >>> back = read_lerobot(out)
     >>> back[0].observations.tolist(), back[0].actions.tolist(), back[0].metadata["task"]
     ([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]], [0, 1, 0], 'balance')
+
+Size: over 500 lines because LeRobot v3.0 writing and reading (parquet + video) follow one description of the layout.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from loguru import logger
 from tqdm.auto import tqdm
 
 from gym_aquacollect.data.memory import (
@@ -84,6 +85,7 @@ from gym_aquacollect.data.memory import (
     set_leaf,
     unflatten_batch,
 )
+from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.spaces import deserialize_space, serialize_space
 from gym_aquacollect.storage.video import (
     VideoError,

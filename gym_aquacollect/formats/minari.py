@@ -34,6 +34,8 @@ Example:
     >>> back = read_minari(path)
     >>> len(back), back[0].observations.shape
     (1, (3, 2))
+
+Size: over 500 lines because Minari's layout is written and read in one place so that both directions follow the same rules (spaces, infos, env spec).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ import gymnasium as gym
 import h5py
 import numpy as np
 from gymnasium import spaces
-from loguru import logger
 from tqdm.auto import tqdm
 
 from gym_aquacollect.data.memory import (
@@ -66,6 +67,7 @@ from gym_aquacollect.data.memory import (
     set_leaf,
     unflatten_infos,
 )
+from gym_aquacollect.logs import logger
 from gym_aquacollect.storage.manifest import DatasetFormatError
 from gym_aquacollect.storage.safety import check_contained
 

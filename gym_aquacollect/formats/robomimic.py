@@ -49,7 +49,6 @@ from typing import Any
 import h5py
 import numpy as np
 from gymnasium import spaces
-from loguru import logger
 from tqdm.auto import tqdm
 
 from gym_aquacollect.data.memory import (
@@ -66,6 +65,7 @@ from gym_aquacollect.data.memory import (
     set_leaf,
     unflatten_batch,
 )
+from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.spaces import space_from_json, space_to_json
 from gym_aquacollect.storage.safety import check_contained
 

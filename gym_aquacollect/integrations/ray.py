@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from loguru import logger
 
 from gym_aquacollect.collectors.base import DEFAULT_COMPRESSION
+from gym_aquacollect.logs import logger
 from gym_aquacollect.storage.manifest import MANIFEST_DIR, DatasetFormatError, Manifest
 from gym_aquacollect.storage.writer import FlushPolicy
 

@@ -22,6 +22,8 @@ Contents:
 The user's thread never loops over sub-envs: it copies each batched field once per step. Episode
 boundaries, info splitting (``_key`` masks) and final observations are resolved in the writer thread,
 chunk by chunk, in time order, so the per-sub-env state (open episode, pending reset, ...) lives there.
+
+Size: over 500 lines because ``BatchedRecorder``'s user-thread half and writer-thread half share per-sub-env state arrays; the hot path stays in one class so it reads top to bottom (checks and info naming already live in :mod:`gym_aquacollect.schema.batched`).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from loguru import logger
 
+from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.batched import BatchedPut, copy_info, split_batched_info
 from gym_aquacollect.schema.batched import info_text as _to_text
 from gym_aquacollect.schema.batched import leaf_get as _leaf_get
+from gym_aquacollect.schema.columns import concat_columns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
 from gym_aquacollect.schema.flags import TERM as _TERM
 from gym_aquacollect.schema.flags import TRUNC as _TRUNC
@@ -59,24 +62,6 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     offs = np.cumsum(counts) - counts
     return np.repeat(np.asarray(starts, np.int64) - offs, counts) + np.arange(total, dtype=np.int64)
-
-
-def _concat_cols(parts: list[dict[str, np.ndarray]], counts: list[int]) -> dict[str, np.ndarray]:
-    """Concatenate column dicts; a column missing from a part (an info key seen later) is zeros / ""."""
-    if len(parts) == 1:
-        return parts[0]
-    out: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys(k for p in parts for k in p):
-        ref = next(p[name] for p in parts if name in p)
-        cols = []
-        for p, cnt in zip(parts, counts):
-            a = p.get(name)
-            if a is None:
-                a = np.zeros((cnt, *ref.shape[1:]), dtype=ref.dtype) if ref.dtype != _OBJ \
-                    else np.full((cnt, *ref.shape[1:]), "", _OBJ)
-            cols.append(a)
-        out[name] = np.concatenate(cols)
-    return out
 
 
 class FinishedEpisodes:
@@ -190,8 +175,8 @@ class _EpisodeHold:
                 pos.append(order[np.searchsorted(keys[order], sub.pieces[:, 0])])
         if not parts:
             return Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=end_cols)
-        obs = _concat_cols([p.obs for p in parts], [p.n_obs for p in parts])
-        step = _concat_cols([p.step for p in parts], [p.n_step for p in parts])
+        obs = concat_columns([p.obs for p in parts], [p.n_obs for p in parts])
+        step = concat_columns([p.step for p in parts], [p.n_step for p in parts])
         P = np.concatenate([p.pieces for p in parts])
         o_off = np.cumsum([0] + [p.n_obs for p in parts])[:-1]
         s_off = np.cumsum([0] + [p.n_step for p in parts])[:-1]
@@ -659,12 +644,7 @@ class BatchedRecorder:
             meta["final_observation"] = "missing"
         col = self.collector
         if getattr(col, "episode_callbacks", None):
-            summary = {"episode_index": key, "length": length, "return": ret, "terminated": meta["terminated"],
-                       "truncated": meta["truncated"], "metadata": meta}
-            for cb in col.episode_callbacks:
-                more = cb(col, summary)
-                if more:
-                    meta.update(_jsonable(more))
+            col.run_episode_callbacks(key, length, ret, meta["terminated"], meta["truncated"], meta)
         return json.dumps(meta, default=repr)
 
     def _ends(self, envs: np.ndarray, keys: np.ndarray, lengths: np.ndarray, rets: np.ndarray, flags: np.ndarray,

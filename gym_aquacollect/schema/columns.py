@@ -29,9 +29,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from loguru import logger
 
-__all__ = ["DynamicColumns", "to_storable", "Unstorable", "clean_key", "jsonable"]
+from gym_aquacollect.logs import logger
+
+__all__ = ["DynamicColumns", "to_storable", "Unstorable", "clean_key", "jsonable", "concat_columns"]
 
 _OBJ = np.dtype(object)
 
@@ -299,3 +300,28 @@ def jsonable(x: Any) -> Any:
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         return x.detach().cpu().numpy().tolist()
     return repr(x)
+
+
+def concat_columns(parts: list[dict[str, np.ndarray]], counts: list[int]) -> dict[str, np.ndarray]:
+    """Concatenate column dicts of ``counts`` rows each; a column missing from a part (an info key that
+    appeared later) is filled with zeros / ``""`` there (its presence mask, also filled, is False).
+
+    Example:
+        >>> out = concat_columns([{"a": np.ones(2)}, {"a": np.ones(1), "b": np.array(["x"], object)}], [2, 1])
+        >>> out["a"].tolist(), out["b"].tolist()
+        ([1.0, 1.0, 1.0], ['', '', 'x'])
+    """
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(k for p in parts for k in p):
+        ref = next(p[name] for p in parts if name in p)
+        cols = []
+        for p, n in zip(parts, counts):
+            a = p.get(name)
+            if a is None:
+                a = np.zeros((n, *ref.shape[1:]), dtype=ref.dtype) if ref.dtype != _OBJ \
+                    else np.full((n, *ref.shape[1:]), "", _OBJ)
+            cols.append(a)
+        out[name] = np.concatenate(cols)
+    return out

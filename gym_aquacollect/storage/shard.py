@@ -17,6 +17,8 @@ Layout of one shard::
 Creating HDF5 objects costs ~0.3 ms each, so a shard holds thousands of episodes in a handful of
 datasets instead of one group per episode (Minari's layout). An episode that is still running when a
 shard is committed continues in the next shard as another segment.
+
+Size: over 500 lines because the HDF5 layout of one shard, its writer and its reader change together (a column's on-disk form is defined once here).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ refuses work at interpreter shutdown). A failing writer still commits the shards
 closed and checksummed before it reports the failure. After ``os.fork()`` a writer of the parent is
 unusable in the child: the child's first recorded step raises :class:`WriterError` saying so (create
 the wrapper in the child instead); the parent's writer is unaffected.
+
+Size: over 500 lines because the writer thread, its byte budget and its exit handling share the thread's state; splitting them would share mutable state across modules.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from loguru import logger
+
+from gym_aquacollect.logs import logger
 
 try:
     import resource as _resource

@@ -22,6 +22,8 @@ Registered ids (created through ``gym.make`` exactly like Isaac Lab tasks, which
 ``OrderEnforcing(env)``): ``"Isaac-Fake-v0"`` and ``"Isaac-Fake-MARL-v0"``.
 
 torch is an optional dependency of ``gym_aquacollect``; it is imported when an env is constructed.
+
+Size: over 500 lines because a faithful stand-in for two Isaac Lab env classes (single- and multi-agent) and their configs; test code, not library code.
 """
 
 from __future__ import annotations

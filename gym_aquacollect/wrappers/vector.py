@@ -24,7 +24,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
-from loguru import logger
 
 from gym_aquacollect.collectors.base import (
     DEFAULT_COMPRESSION,
@@ -32,6 +31,7 @@ from gym_aquacollect.collectors.base import (
     BaseCollector,
     describe_env,
 )
+from gym_aquacollect.logs import logger
 from gym_aquacollect.recording.batched import DISABLED, NEXT_STEP, SAME_STEP, BatchedRecorder
 from gym_aquacollect.schema.batched import check_batch_column, copy_info, teacher_columns
 from gym_aquacollect.schema.spaces import SpaceMismatchError
