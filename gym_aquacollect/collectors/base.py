@@ -16,8 +16,8 @@ Writing a custom collector: subclass :class:`BaseCollector` and override any of
 streaming it to disk; call ``block.on_written()`` once its arrays are no longer needed),
 :meth:`on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
 :meth:`_open_writer` / :meth:`_finalize` (no writer, or a different sink) and
-:meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) stays the
-base's.
+:meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) is
+:class:`~gym_aquacollect.recording.row.RowRecorder`'s, which BaseCollector mixes in; it calls these hooks.
 
 Batched recording (``CollectingVectorWrapper``, Isaac Lab, multi-agent) does not use the single-env hot
 path: it splits chunks of N sub-envs in the writer thread. The class attribute :attr:`BaseCollector.batched_mode`
@@ -28,19 +28,19 @@ transitions, in the writer thread). A subclass that overrides the single-env hoo
 vector wrappers refuse it. :class:`~gym_aquacollect.collectors.TrajectoryCollector` is built this way; see
 ``examples/custom_collector.py`` for a complete one.
 
-Size: over 500 lines because ``BaseCollector`` holds the single-env row path (the hot path, kept in one place) together with the lifecycle every collector inherits; moving the row path into ``recording/`` is the next step of issue 10.
+Size: over 500 lines because ``BaseCollector`` is the one public extension class: configuration, lifecycle, hooks,
+the seed API and persistence every collector inherits (its per-step row path is
+:class:`~gym_aquacollect.recording.row.RowRecorder`).
 """
 
 from __future__ import annotations
 
 import atexit
 import json
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -49,61 +49,13 @@ import numpy as np
 
 from gym_aquacollect.data.exports import ExportMixin
 from gym_aquacollect.logs import logger
+from gym_aquacollect.recording.row import RowRecorder
 from gym_aquacollect.schema.columns import DynamicColumns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
-from gym_aquacollect.schema.flags import TERM as _TERM
-from gym_aquacollect.schema.flags import TRUNC as _TRUNC
 from gym_aquacollect.schema.spaces import SpaceCodec, serialize_space
-from gym_aquacollect.storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy, Piece
+from gym_aquacollect.storage.writer import Block, DatasetWriter, EpisodeEnd, FlushPolicy
 
 __all__ = ["DEFAULT_COMPRESSION", "BaseCollector", "env_info", "describe_env"]
-
-def _scalar(value: Any, name: str, kind: type) -> Any:
-    """Validate a reward / flag that is not already a Python float / bool (NumPy scalars, 0-d arrays)."""
-    try:
-        if np.ndim(value) != 0:
-            raise TypeError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name}: expected a scalar ({kind.__name__}), got {type(value).__name__} with shape "
-            f"{np.shape(value)}. A single-env step returns one {name}; for batched envs use "
-            "CollectingVectorWrapper."
-        ) from None
-
-
-def _bounds_problem(space: gym.Space, value: Any, where: str) -> str | None:
-    """Why a value that passed the shape/dtype checks is out of its Box bounds or not finite (or None)."""
-    from gymnasium import spaces as sp
-
-    if isinstance(space, sp.Box):
-        arr = np.asarray(value)
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            return f"{where}: holds NaN or inf (check_bounds=True)"
-        if (arr < space.low).any() or (arr > space.high).any():
-            return (f"{where}: values outside the bounds of {space} (min {arr.min()}, max {arr.max()}; "
-                    "check_bounds=True)")
-    elif isinstance(space, sp.Dict):
-        for k, sub in space.spaces.items():
-            why = _bounds_problem(sub, value[k], f"{where}[{k!r}]")
-            if why:
-                return why
-    elif isinstance(space, sp.Tuple):
-        for j, sub in enumerate(space.spaces):
-            why = _bounds_problem(sub, value[j], f"{where}[{j}]")
-            if why:
-                return why
-    return None
-
-
-def _checked_put(put: Callable[[int, Any], None], space: gym.Space, label: str, row: int, value: Any) -> None:
-    """``put`` (shape/dtype-validating copy) followed by the opt-in bounds/NaN check."""
-    put(row, value)
-    why = _bounds_problem(space, value, label)
-    if why:
-        from gym_aquacollect.schema.spaces import SpaceMismatchError
-
-        raise SpaceMismatchError(why)
 
 
 class _NoWriter:
@@ -138,7 +90,6 @@ def _end_live_collections() -> None:
 DEFAULT_COMPRESSION: Any = "auto"
 #: the one default of every wrapper and collector: a value of another dtype than its space is an error (README)
 DEFAULT_DTYPE_POLICY = "strict"
-
 
 
 def describe_env(env: gym.Env | Any) -> tuple[str | None, dict[str, Any]]:
@@ -188,7 +139,7 @@ LEGACY_HOOKS = {"_on_block": "on_block", "_on_episode_end": "on_episode_end",
                 "_on_transitions": "on_transitions"}
 
 
-class BaseCollector(ExportMixin):
+class BaseCollector(RowRecorder, ExportMixin):
     """The sink that wrappers hand each step to; by default it streams every step to disk.
 
     Args:
@@ -392,227 +343,6 @@ class BaseCollector(ExportMixin):
                                     flush_policy=self.flush_policy, codecs=codecs,
                                     max_pending_bytes=self.max_pending_bytes)
 
-    def _block_rows(self) -> int:
-        """Rows per block: ``block_bytes`` over the bytes of one row, info and extra columns included, so a
-        large info value (a camera frame) makes blocks shorter instead of allocating for ``_rows`` rows."""
-        per_row = self._obs_codec.row_nbytes + self._act_codec.row_nbytes + 10 + \
-            self._infos.row_nbytes + self._extras.row_nbytes
-        return int(max(2, min(self._rows, self.block_bytes // max(1, per_row))))
-
-    def _resize_block(self, cols: DynamicColumns) -> int:
-        """A new info/extra column appeared (``cols``): shrink the open block to ``block_bytes``. When the
-        rows already filled are more than that, they are handed over first and the new column starts at
-        the row being written (its base), so it never holds rows sized for small values. Returns the base."""
-        want = self._block_rows()
-        if want >= self._cap:
-            return 0
-        filled = max(self._no, self._ns) + 1  # rows in use, including the one being written
-        base = 0
-        if filled > want:
-            self._handoff()
-            base = self._sent_o if cols is self._infos else self._sent_s
-        self._cap = max(filled, min(self._cap, base + want))
-        self._infos.rows = self._extras.rows = self._cap
-        return base
-
-    def _new_block(self) -> None:
-        rows = self._rows
-        if self._pool:
-            obs, act, rew, term, trunc = self._pool.pop()
-        else:
-            obs, act = self._obs_codec.allocate(rows), self._act_codec.allocate(rows)
-            # Python lists: an item store is ~3x cheaper than into a NumPy array; converted at hand-over
-            rew, term, trunc = [0.0] * rows, [False] * rows, [False] * rows
-        self._obs, self._act, self._rew, self._term, self._trunc = obs, act, rew, term, trunc
-        self._bind_writers()
-        cap = self._block_rows()
-        self._infos.new_block(cap)
-        self._extras.new_block(cap)
-        self._cap = cap
-        self._no = self._ns = 0  # filled obs / step rows
-        self._sent_o = self._sent_s = 0  # rows already handed over
-        self._piece_o = self._piece_s = 0  # where the current episode's unsent rows start
-        self._pieces: list[Piece] = []
-        self._ends: list[EpisodeEnd] = []
-        self._last_handoff = time.monotonic()
-
-    def _check_writer(self) -> None:
-        if self.writer is not None:
-            self.writer.check()
-
-    # -- hot path --------------------------------------------------------------------------------------
-    def begin_episode(self, observation: Any, info: dict[str, Any] | None = None, *, seed: Any = None,
-                      options: Any = None, metadata: dict[str, Any] | None = None) -> None:
-        """Open a new episode with its reset observation (ends an open one as truncated)."""
-        if not self.collecting:
-            self.start_collection()
-        self._invalid = False
-        if self._ep_open and self._cur_len() > 0:
-            self._finish_episode(False, True, interrupted="reset")
-        elif self._ep_open and self._ep_recording:  # zero-step episode: drop its reset row
-            self._no -= 1
-            self._infos.clear_row(self._no)
-        self._episode_index += 1
-        self._ep_recording = self.schedule is None or bool(self.schedule(self._episode_index))
-        self._ep_open, self._ep_done = True, False
-        self._ep_len0, self._ep_ret0 = 0, 0.0  # length/return of rows already handed over
-        self._skip_len, self._skip_ret = 0, 0.0
-        self._ep_t0 = time.time()  # wall-clock start (metadata["t_start"])
-        if seed is None and options is None and not metadata:
-            self._ep_meta = {"seed": None, "options": None}
-        else:
-            self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **_jsonable(metadata or {})}
-        self._fast = self._ep_recording
-        if not self._ep_recording:
-            return
-        self._ep_key += 1
-        if self._no == self._cap:
-            self._rotate()
-        j = self._no
-        self._put_obs(j, observation)
-        if info and self.record_infos:
-            self._infos.put(j, info)
-        self._piece_o, self._piece_s = j, self._ns
-        self._no = j + 1
-
-    def record_step(self, action: Any, observation: Any, reward: Any, terminated: Any, truncated: Any,
-                    info: dict[str, Any] | None = None, extras: dict[str, Any] | None = None) -> None:
-        """Record one transition of the open episode (``observation`` is the one ``step`` returned)."""
-        if not self._fast or self._wstate.failed:
-            return self._record_slow(action, observation, reward, terminated, truncated, info, extras)
-        i, j = self._ns, self._no
-        if j == self._cap:  # obs rows >= step rows in a block, so this also bounds i
-            self._rotate()
-            i, j = self._ns, self._no
-        try:
-            self._put_act(i, action)
-            self._put_obs(j, observation)
-            self._rew[i] = reward if type(reward) is float else _scalar(reward, "reward", float)
-            self._term[i] = terminated if type(terminated) is bool else _scalar(terminated, "terminated", bool)
-            self._trunc[i] = truncated if type(truncated) is bool else _scalar(truncated, "truncated", bool)
-        except Exception as e:
-            self._invalid_step(e, terminated, truncated)
-            raise
-        if info and self.record_infos:
-            self._infos.put(j, info)
-        if extras or self.step_callbacks:
-            self._step_extras(i, action, observation, reward, terminated, truncated, info, extras)
-        self._ns, self._no = i + 1, j + 1
-        if terminated or truncated:
-            self._finish_episode(bool(terminated), bool(truncated))
-        elif not i & 255 and time.monotonic() - self._last_handoff > self._handoff_every:
-            self._handoff()
-
-    def _cur_len(self) -> int:
-        """Steps of the open episode so far."""
-        if not self._ep_recording:
-            return self._skip_len
-        return self._ep_len0 + self._ns - self._piece_s
-
-    def _cur_ret(self) -> float:
-        if not self._ep_recording:
-            return self._skip_ret
-        return self._ep_ret0 + sum(self._rew[self._piece_s:self._ns])
-
-    def _invalid_step(self, error: BaseException, terminated: Any, truncated: Any) -> None:
-        """A step's value failed validation after the env had stepped. The step is not recorded; the open
-        episode is stored as it was (truncated, ``interrupted: "invalid_step"``) and nothing more is
-        recorded until the next reset, so a caller that catches the error and goes on never gets two
-        non-adjacent steps joined as one transition."""
-        logger.error("gym_aquacollect: {}; the open episode is stored as truncated (interrupted: invalid_step) "
-                     "and steps are not recorded until the next reset()", error)
-        if self._cur_len() > 0:
-            self._finish_episode(False, True, interrupted="invalid_step")
-            self._ep_done = False
-        else:  # zero-step episode: drop its reset row
-            self._no -= 1
-            self._infos.clear_row(self._no)
-        self._ep_open = self._fast = False
-        self._invalid = True
-        self._invalid_dropped_done(terminated, truncated)
-
-    def _invalid_dropped_done(self, terminated: Any, truncated: Any) -> None:
-        """A dropped step that ended the env's episode: an autoreset env's next step begins a new one."""
-        try:
-            if bool(terminated) or bool(truncated):
-                self._invalid, self._ep_done = False, True
-        except Exception:  # noqa: BLE001 - an invalid flag: keep waiting for reset()
-            pass
-
-    def _record_slow(self, action, observation, reward, terminated, truncated, info, extras) -> None:
-        self._check_writer()
-        if not self.collecting:
-            raise RuntimeError("the collector is not collecting: call start_collection() (or it was closed)")
-        if self._invalid:
-            self._invalid_dropped_done(terminated, truncated)
-            return
-        if not self._ep_open:
-            if self._ep_done:
-                self._step_after_done()
-                return
-            raise RuntimeError(
-                "record_step() called before begin_episode(): the collector needs the reset observation "
-                "first (call env.reset() / collector.begin_episode(obs))"
-            )
-        # an episode the schedule does not record: only count it
-        self._skip_len += 1
-        self._skip_ret += float(reward)
-        if terminated or truncated:
-            self._ep_open, self._ep_done, self._fast = False, True, False
-            self.skipped_episodes += 1
-
-    def _step_extras(self, i, action, observation, reward, terminated, truncated, info, extras) -> None:
-        if extras:
-            self._extras.put(i, extras)
-        if self.step_callbacks:
-            step = {"action": action, "observation": observation, "reward": reward, "terminated": terminated,
-                    "truncated": truncated, "info": info, "episode_index": self._episode_index,
-                    "t": self._cur_len()}
-            for cb in self.step_callbacks:
-                extra = cb(self, step)
-                if extra:
-                    self._extras.put(i, extra)
-
-    def _bind_writers(self) -> None:
-        """Bind the per-step writers to the current block's arrays (the fast path for flat spaces)."""
-        for name, codec, cols in (("_put_obs", self._obs_codec, self._obs), ("_put_act", self._act_codec, self._act)):
-            if codec.simple:
-                leaf_put, col = codec.leaf_writer(), cols[0]
-                setattr(self, name, partial(leaf_put, col))
-            else:
-                setattr(self, name, partial(codec.write, cols))
-        if self.check_bounds:
-            for name, space, label in (("_put_obs", self.observation_space, "observation"),
-                                       ("_put_act", self.action_space, "action")):
-                setattr(self, name, partial(_checked_put, getattr(self, name), space, label))
-
-    def _step_after_done(self) -> None:
-        if not self._warned_after_done:
-            self._warned_after_done = True
-            logger.warning(
-                "gym_aquacollect: step() called after the episode ended (terminated/truncated) without reset(); "
-                "Gymnasium leaves this undefined, so such steps are not recorded. Call env.reset() after a done."
-            )
-
-    def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
-        length, ret = self._cur_len(), self._cur_ret()
-        meta = self._ep_meta
-        meta["terminated"], meta["truncated"] = terminated, truncated
-        meta["t_start"], meta["t_end"] = getattr(self, "_ep_t0", None), time.time()
-        if interrupted:
-            meta["interrupted"] = interrupted
-        if self.episode_callbacks:
-            self.run_episode_callbacks(self._episode_index, length, ret, terminated, truncated, meta)
-        flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
-        self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
-                                  self._piece_s, self._ns - self._piece_s))
-        self._piece_o, self._piece_s = self._no, self._ns
-        self._ep_open, self._ep_done, self._fast = False, True, False
-        self.on_episode_end(EpisodeEnd(self._ep_key, length, ret, flags, meta))
-        if self._handoff_on_end or time.monotonic() - self._last_handoff > self._handoff_every:
-            self._handoff()
-
-    # -- hand-over -------------------------------------------------------------------------------------
     def on_episode_end(self, end: EpisodeEnd) -> None:
         """Bookkeeping for a finished episode (subclasses may override; call super)."""
         self._ends.append(end)
@@ -665,71 +395,9 @@ class BaseCollector(ExportMixin):
         Writer thread; the rows themselves also go to disk."""
         raise NotImplementedError
 
-    def _handoff(self, final: bool = False) -> None:
-        """Hand the rows filled since the last hand-over to the writer (views, no copy)."""
-        self._last_handoff = time.monotonic()
-        if self._ep_open and self._ep_recording:
-            if self._ns > self._piece_s:
-                self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
-                                          self._piece_s, self._ns - self._piece_s))
-                self._ep_len0 += self._ns - self._piece_s
-                self._ep_ret0 += sum(self._rew[self._piece_s:self._ns])
-                self._piece_o, self._piece_s = self._no, self._ns
-            stop_o = self._piece_o  # a lone reset row waits until its episode has a step
-        else:
-            stop_o = self._no
-        so, ss, no, ns = self._sent_o, self._sent_s, stop_o, self._ns
-        if no == so and ns == ss and not self._ends and not final:
-            return
-        obs = {name: col[so:no] for name, col in zip(self._obs_names, self._obs)}
-        obs.update(self._infos.columns(so, no))
-        step = {name: col[ss:ns] for name, col in zip(self._act_names, self._act)}
-        step["rewards"] = np.array(self._rew[ss:ns], dtype=np.float64)
-        step["terminations"] = np.array(self._term[ss:ns], dtype=bool)
-        step["truncations"] = np.array(self._trunc[ss:ns], dtype=bool)
-        step.update(self._extras.columns(ss, ns))
-        pieces = [Piece(p.key, p.obs_start - so, p.obs_n, p.step_start - ss, p.step_n) for p in self._pieces]
-        block = Block(obs, step, no - so, ns - ss, pieces, self._ends)
-        self._pieces, self._ends = [], []
-        self._sent_o, self._sent_s = no, ns
-        if final:
-            arrays = (self._obs, self._act, self._rew, self._term, self._trunc)
-            pool = self._pool
-            # the whole block's memory waits for the writer: its rows, info and extra columns
-            block.nbytes = sum(a.nbytes for a in self._obs) + sum(a.nbytes for a in self._act) + \
-                24 * len(self._rew) + self._infos.nbytes + self._extras.nbytes
-
-            def release() -> None:
-                pool.append(arrays)
-
-            block.on_written = release
-        self.on_block(block)
-
-    def _submit_bounded(self, block: Block, cap: int) -> None:
-        """Submit a block of copied rows (not from the block pool) through the writer's byte budget
-        (:mod:`gym_aquacollect.storage.flow`), with ``cap`` as its limit: waits while more than ``cap``
-        bytes handed over are still unwritten (used by collectors that keep rows themselves)."""
-        block.nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
-        self.writer.pending.cap = int(cap)
-        self.writer.submit(block)
-
     def on_block(self, block: Block) -> None:
         """Where a block goes (default: the writer thread). Subclasses may keep blocks instead."""
         self.writer.submit(block)
-
-    def _rotate(self) -> None:
-        """The block is full: hand it over and continue in a fresh one (carrying a lone reset row)."""
-        lone = self._ep_open and self._ep_recording and self._cur_len() == 0
-        old = (self._obs, self._infos.snapshot(), self._no - 1)
-        self._handoff(final=True)
-        self._new_block()
-        if lone:
-            obs_cols, info_snap, row = old
-            for dst, src in zip(self._obs, obs_cols):
-                dst[0] = src[row]
-            self._infos.copy_row_from(info_snap, row, 0)
-            self._no = 1
-            self._piece_o, self._piece_s = 0, 0
 
     def _export_source(self) -> Any:
         """The exporters (``export_for_offline_rl`` & co.) read what is on disk: flush, then open it."""

@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from gym_aquacollect.collectors.base import _LIVE_COLLECTORS, DEFAULT_COMPRESSION, BaseCollector, _scalar
+from gym_aquacollect.collectors.base import _LIVE_COLLECTORS, DEFAULT_COMPRESSION, BaseCollector
 from gym_aquacollect.logs import logger
+from gym_aquacollect.recording.row import _scalar
 from gym_aquacollect.schema.columns import DynamicColumns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
 from gym_aquacollect.schema.flags import TERM as _TERM
