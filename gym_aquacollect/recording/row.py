@@ -349,7 +349,7 @@ class RowRecorder:
         (:mod:`gym_aquacollect.storage.flow`), with ``cap`` as its limit: waits while more than ``cap``
         bytes handed over are still unwritten (used by collectors that keep rows themselves)."""
         block.nbytes = sum(a.nbytes for a in block.obs.values()) + sum(a.nbytes for a in block.step.values())
-        self.writer.pending.cap = int(cap)
+        self.writer.set_max_pending_bytes(cap)
         self.writer.submit(block)
 
     def _rotate(self) -> None:

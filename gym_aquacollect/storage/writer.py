@@ -249,6 +249,10 @@ class DatasetWriter:
             self.pending.acquire(nbytes, self.check)
         self._queue.put((item, nbytes, None))
 
+    def set_max_pending_bytes(self, cap: int) -> None:
+        """Change the byte budget of :meth:`submit` (``max_pending_bytes``); safe from the submitting thread."""
+        self.pending.cap = int(cap)
+
     def update_info(self, values: dict[str, Any]) -> None:
         """Add ``values`` to this writer's manifest ``info`` (saved at the next commit and at close).
         Safe from any thread; e.g. the count of info values that could not be stored."""
