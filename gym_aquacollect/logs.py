@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 __all__ = ["logger", "use_stdlib_logging", "LOGGER_NAME"]
@@ -58,8 +59,15 @@ class _ToLoguru(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from loguru import logger as loguru_logger
 
+        parts = Path(record.pathname).with_suffix("").parts
+        origin = ".".join(parts[len(parts) - 1 - parts[::-1].index("gym_aquacollect"):]) \
+            if "gym_aquacollect" in parts else record.module
+
+        def where(r: dict) -> None:  # show the library module and line that logged, not this handler
+            r.update(name=origin, function=record.funcName, line=record.lineno)
+
         try:
-            loguru_logger.opt(depth=0, exception=record.exc_info).log(record.levelname, record.getMessage())
+            loguru_logger.patch(where).opt(exception=record.exc_info).log(record.levelname, record.getMessage())
         except Exception:  # noqa: BLE001 - logging must never break recording
             self.handleError(record)
 
