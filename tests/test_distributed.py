@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,42 +31,44 @@ TESTS = str(Path(__file__).resolve().parent)
 
 
 class KillOnce:
-    """A policy whose first instance to reach ``after`` steps (across workers: an O_EXCL flag file)
-    SIGKILLs its own worker process, once its writer's manifest on disk lists at least ``durable`` steps.
+    """A policy whose first instance to reach ``after`` steps (across workers: an O_EXCL flag file) keeps
+    stepping until its writer's manifest on disk lists at least ``durable`` steps, then SIGKILLs its own
+    worker process; the flag file records the step count at the kill.
 
-    Waiting on the manifest (an event), not on the clock, makes the kill window the same on a loaded
-    runner: with ``FlushPolicy(every_steps=10_000, every_seconds=None)`` the shards committed before the
-    kill are known, and the steps recorded since the last one are never committed."""
+    Waiting on the manifest (an event), not on the clock, makes the kill window the same on any runner: the
+    recorder hands rows to its writer in blocks (when a block fills, or about once a second), so the worker
+    keeps stepping while it waits - blocking here could leave every row in the user thread. With
+    ``FlushPolicy(every_steps=10_000, every_seconds=None)`` the shards committed before the kill are known,
+    and the steps recorded since the last commit are never committed."""
 
-    def __init__(self, flag: str, after: int, path: str, durable: int) -> None:
-        self.flag, self.after, self.path, self.durable, self.n = flag, after, path, durable, 0
+    def __init__(self, flag: str, after: int, path: str, durable: int, give_up: int = 10_000_000) -> None:
+        self.flag, self.after, self.path, self.durable, self.give_up, self.n = flag, after, path, durable, give_up, 0
+        self.armed = False
 
     def __call__(self, obs: np.ndarray) -> int:
         self.n += 1
         if self.n == self.after:
             try:
                 os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                self.armed = True
             except FileExistsError:
                 pass
-            else:
-                self._wait_until_durable()
-                os.kill(os.getpid(), signal.SIGKILL)
+        if self.armed and not self.n % 64 and self._durable() >= self.durable:
+            Path(self.flag).write_text(str(self.n))
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.armed and self.n - self.after > self.give_up:
+            raise RuntimeError(f"the writer committed fewer than {self.durable} steps in {self.give_up} more steps")
         return int(obs[2] > 0)
 
-    def _wait_until_durable(self) -> None:
+    def _durable(self) -> int:
         from gym_aquacollect.storage.writer import _LIVE
 
         (writer,) = list(_LIVE)  # this worker's one writer
         manifest = Path(self.path) / MANIFEST_DIR / f"{writer.writer_id}.json"
-        deadline = time.monotonic() + 120  # a bound for a stuck writer, not a timing assumption
-        while time.monotonic() < deadline:
-            try:
-                if sum(s.n_step_rows for s in Manifest.load(manifest).shards) >= self.durable:
-                    return
-            except (FileNotFoundError, DatasetFormatError):
-                pass
-            time.sleep(0.01)
-        raise RuntimeError(f"writer {writer.writer_id} committed fewer than {self.durable} steps in 120 s")
+        try:
+            return sum(s.n_step_rows for s in Manifest.load(manifest).shards)
+        except (FileNotFoundError, DatasetFormatError):
+            return 0
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +120,12 @@ def test_killed_worker_loses_only_its_unflushed_tail(local_ray, tmp_path: Path) 
     alive = next(w for w in result.workers if w.status == "ok")
     assert dead.status == "died" and ("died" in dead.error.lower() or "Actor" in dead.error), dead.error
     assert alive.durable_steps == alive.steps_target == 60_000
-    # the dead worker had committed part of its 39,999 steps: the policy waited until >= 20k were listed, and
-    # a commit needs 10k new steps, so the ones after the last commit never are; they are reported as lost
-    assert 20_000 <= dead.durable_steps < 39_999
-    assert dead.steps_reported <= 40_000
+    # the dead worker had committed part of its steps: the policy went on until >= 20k were listed, and a
+    # commit needs 10k new steps, so the ones after the last commit never are; they are reported as lost
+    killed_at = int(Path(flag).read_text())
+    assert killed_at >= 40_000
+    assert 20_000 <= dead.durable_steps < killed_at
+    assert dead.steps_reported <= killed_at
     assert dead.lost_steps == max(0, dead.steps_reported - dead.durable_steps)
     assert result.durable_steps == alive.durable_steps + dead.durable_steps
     # the dataset stays valid and load_dataset sees one dataset with everything committed
@@ -136,7 +139,7 @@ def test_killed_worker_loses_only_its_unflushed_tail(local_ray, tmp_path: Path) 
         assert ep.observations.shape == (len(ep) + 1, 4) and len(ep.actions) == len(ep)
     died_manifest = next(m for m in ds.manifests if m.writer_id == dead.writer_id)
     assert not died_manifest.closed
-    recorded = 40_000 - 1  # the policy killed its process before the 40,000th step
+    recorded = killed_at - 1  # the policy killed its process before its killed_at-th step
     report_figures("ray_worker_killed", {
         "workers": 2, "steps_requested": steps, "killed_after_steps": recorded,
         "dead_worker_kept_steps": dead.durable_steps, "dead_worker_lost_steps": recorded - dead.durable_steps,

@@ -352,21 +352,35 @@ def _stack(space: Any, values: list[Any]) -> list[tuple[str, Any, np.ndarray]]:
     return out
 
 
+def _value_counts(a: np.ndarray, start: int, n: int, max_bars: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of each value of a discrete action: every value of the space when it has at most ``max_bars``,
+    else only the values that occur (the space's size comes from the dataset: never loop over it)."""
+    if 0 < n <= max_bars:
+        vals = np.arange(start, start + n)
+        return vals, np.array([(a == v).sum() for v in vals])
+    vals, counts = np.unique(np.asarray(a).reshape(-1), return_counts=True)
+    top = np.argsort(counts)[::-1][:max_bars]
+    return vals[np.sort(top)], counts[np.sort(top)]
+
+
+def _finite(x: float) -> float | None:
+    """A JSON-safe number: NaN/inf (a diverging env's reward) become null, which JSON.parse accepts."""
+    return float(x) if np.isfinite(x) else None
+
+
 def _action_section(ds: Any, max_steps: int) -> str:
     figs = []
     for name, sp, a in _stack(ds.action_space, _sample_steps(ds, max_steps, "actions")):
         label = f"action{('/' + name) if name else ''}"
         if isinstance(sp, spaces.Discrete):
-            vals = np.arange(sp.start, sp.start + sp.n)
-            counts = np.array([(a == v).sum() for v in vals])
+            vals, counts = _value_counts(a, int(sp.start), int(sp.n))
             figs.append(_bars([str(v) for v in vals.tolist()], counts, f"{label} (Discrete {sp.n})", "action"))
         elif isinstance(sp, (spaces.MultiDiscrete, spaces.MultiBinary)):
             flat = a.reshape(len(a), -1)
             nvec = np.asarray(sp.nvec).reshape(-1) if isinstance(sp, spaces.MultiDiscrete) else np.full(flat.shape[1], 2)
             for d in range(min(flat.shape[1], 8)):
-                vals = np.arange(int(nvec[d]))
-                figs.append(_bars([str(v) for v in vals.tolist()], np.array([(flat[:, d] == v).sum() for v in vals]),
-                                  f"{label}[{d}]", "value"))
+                vals, counts = _value_counts(flat[:, d], 0, int(nvec[d]))
+                figs.append(_bars([str(v) for v in vals.tolist()], counts, f"{label}[{d}]", "value"))
         else:
             flat = a.reshape(len(a), -1).astype(np.float64)
             for d in range(min(flat.shape[1], 12)):
@@ -436,11 +450,11 @@ def write_report(ds: Any, out: str | Path, *, title: str | None = None, max_step
         ts, te = t["t_start"][i], t["t_end"][i]
         rows.append([int(t["id"][i]), None if not np.isfinite(ts) else round(float(ts - t0), 3),
                      None if not (np.isfinite(ts) and np.isfinite(te)) else round(float(te - ts), 3),
-                     int(t["length"][i]), float(t["return"][i]), bool(t["terminated"][i]), bool(t["truncated"][i]),
+                     int(t["length"][i]), _finite(t["return"][i]), bool(t["terminated"][i]), bool(t["truncated"][i]),
                      str(t["interrupted"][i]), int(t["env_index"][i]) if t["env_index"][i] >= 0 else None,
                      str(t["writer"][i])[:12]])
     cols[1] = "started (s)"
-    data = json.dumps({"columns": cols, "rows": rows}).replace("</", "<\\/")
+    data = json.dumps({"columns": cols, "rows": rows}, allow_nan=False).replace("</", "<\\/")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)} - gym_aquacollect report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>

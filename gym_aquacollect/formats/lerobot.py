@@ -87,6 +87,7 @@ from gym_aquacollect.data.memory import (
 )
 from gym_aquacollect.logs import logger
 from gym_aquacollect.schema.spaces import deserialize_space, serialize_space
+from gym_aquacollect.storage.safety import dataset_file, read_regular_file
 from gym_aquacollect.storage.video import (
     VideoError,
     VideoSettings,
@@ -571,6 +572,9 @@ def _infer_features(info: dict[str, Any]) -> tuple[list[_Feature], spaces.Space,
         if key in skip:
             continue
         shape = tuple(int(x) for x in ft["shape"])
+        if not shape or len(shape) > 4 or min(shape) < 1 or int(np.prod(shape, dtype=np.float64)) > 1 << 26:
+            raise ExportError(f"meta/info.json: feature {key!r} declares shape {list(shape)[:6]}; refusing a shape "
+                              "that is empty, over 4 dims or over 2**26 values per frame (corrupt or hostile)")
         dt = ft["dtype"]
         if dt == "image":
             raise ExportError(f"feature {key!r} is stored as images (PNG) in the parquet files; gym_aquacollect reads "
@@ -616,13 +620,35 @@ def _infer_features(info: dict[str, Any]) -> tuple[list[_Feature], spaces.Space,
     return obs_feats + [action], obs_space, action.space
 
 
+def _path_template(template: Any, allowed: set[str], root: Path) -> str:
+    """A ``data_path``/``video_path`` template from ``info.json``, checked before ``str.format`` runs it: only
+    LeRobot's own fields, no attribute or item lookups, no conversions, small integer widths."""
+    import re
+    import string
+
+    ok = isinstance(template, str) and len(template) < 512
+    try:
+        for _lit, field, spec, conv in (string.Formatter().parse(template) if ok else ()):
+            if field is not None and (field not in allowed or conv or not re.fullmatch(r"(0?[1-9])?d?", spec or "")):
+                ok = False
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ExportError(f"{root}/meta/info.json: path template {str(template)[:80]!r} is not one LeRobot writes "
+                          f"(fields {sorted(allowed)}, formats like '03d'); refusing to use it")
+    return template
+
+
 def _read_tasks(pq: Any, path: Path) -> list[str]:
     t = pq.read_table(path)
     col = "task" if "task" in t.column_names else next((c for c in t.column_names if c != "task_index"), None)
-    if col is None:
-        raise ExportError(f"{path}: no task column")
+    if col is None or "task_index" not in t.column_names:
+        raise ExportError(f"{path}: no task / task_index column")
     names = [str(x) for x in t.column(col).to_pylist()]
     order = np.asarray(t.column("task_index").to_pylist(), dtype=np.int64)
+    if len(order) and (order.min() < 0 or order.max() >= len(order) or len(np.unique(order)) != len(order)):
+        raise ExportError(f"{path}: task_index values must be 0..{len(order) - 1}, each once (LeRobot numbers "
+                          f"tasks that way); got {np.unique(order)[:5].tolist()}...; the file is corrupt")
     out = [""] * (int(order.max()) + 1 if len(order) else 0)
     for i, n in zip(order.tolist(), names):
         out[i] = n
@@ -644,7 +670,7 @@ def read_lerobot(path: str | os.PathLike) -> MemoryDataset:
     """
     pa, pq = _pa()
     root = Path(path)
-    info = json.loads((root / "meta" / "info.json").read_text())
+    info = json.loads(read_regular_file(dataset_file(root, "meta/info.json", "LeRobot meta/info.json")))
     version = str(info.get("codebase_version"))
     if not version.startswith("v3"):
         raise ExportError(f"{root}: LeRobotDataset {version}; gym_aquacollect reads v3.0 only (convert it with "
@@ -657,16 +683,17 @@ def read_lerobot(path: str | os.PathLike) -> MemoryDataset:
         feats = lerobot_features(obs_space, act_space)
     else:
         feats, obs_space, act_space = _infer_features(info)
-    tasks = _read_tasks(pq, root / "meta" / "tasks.parquet")
-    ep_files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    tasks = _read_tasks(pq, dataset_file(root, "meta/tasks.parquet", "LeRobot tasks file"))
+    ep_files = [dataset_file(root, p.relative_to(root), "LeRobot episodes file")
+                for p in sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))]
     if not ep_files:
         raise ExportError(f"{root}: no meta/episodes/chunk-*/file-*.parquet")
     ep_table = pa.concat_tables([pq.read_table(p, columns=[c for c in pq.read_schema(p).names
                                                            if not c.startswith("stats/")]) for p in ep_files],
                                 promote_options="default")
     episodes = sorted(ep_table.to_pylist(), key=lambda r: r["episode_index"])
-    data_path = info.get("data_path") or DATA_PATH
-    video_path = info.get("video_path") or VIDEO_PATH
+    data_path = _path_template(info.get("data_path") or DATA_PATH, {"chunk_index", "file_index"}, root)
+    video_path = _path_template(info.get("video_path") or VIDEO_PATH, {"video_key", "chunk_index", "file_index"}, root)
     cache: dict[tuple[int, int], Any] = {}
     data_cols = [f.key for f in feats if not f.video] + [
         k for k in ("next.reward", "next.done", "next.truncated") if k in info["features"]] + ["episode_index"]
@@ -674,12 +701,13 @@ def read_lerobot(path: str | os.PathLike) -> MemoryDataset:
     real_root = root.resolve()
 
     def inside(rel: str) -> Path:
-        """``root / rel``, refused if it leaves the dataset directory (a dataset never reads outside it)."""
+        """``root / rel``, refused if it leaves the dataset directory (a dataset never reads outside it) or is
+        not a regular file (a FIFO would hang the reader)."""
         p = (root / rel).resolve()
         if p != real_root and real_root not in p.parents:
             raise ExportError(f"{root}: meta/info.json points at {rel!r}, outside the dataset directory; refusing "
                               "to read it")
-        return p
+        return dataset_file(root, rel, "LeRobot data/video file")
 
     def table_for(chunk: int, file: int) -> dict[str, np.ndarray]:
         key = (chunk, file)

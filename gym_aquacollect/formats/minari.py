@@ -69,7 +69,7 @@ from gym_aquacollect.data.memory import (
 )
 from gym_aquacollect.logs import logger
 from gym_aquacollect.storage.manifest import DatasetFormatError
-from gym_aquacollect.storage.safety import check_contained
+from gym_aquacollect.storage.safety import check_contained, dataset_file, read_regular_file
 
 __all__ = [
     "write_minari",
@@ -542,8 +542,8 @@ def read_minari(source: str | os.PathLike) -> MemoryDataset:
         raise FileNotFoundError(
             f"{source!s} is not a Minari dataset: no data/metadata.json there or under {minari_root()} "
             "(set MINARI_DATASETS_PATH to the right root)")
-    meta_path = d / "data" / "metadata.json"
-    meta = json.loads(meta_path.read_text())
+    meta_path = dataset_file(d, "data/metadata.json", "Minari metadata")
+    meta = json.loads(read_regular_file(meta_path))
     for key in ("data_format", "total_episodes"):
         if key not in meta:
             raise ValueError(f"{meta_path}: required key {key!r} is missing")
@@ -566,7 +566,7 @@ def read_minari(source: str | os.PathLike) -> MemoryDataset:
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
     jpeg = bool(meta.get("jpeg_encoding", True))
-    h5_path = d / "data" / "main_data.hdf5"
+    h5_path = dataset_file(d, "data/main_data.hdf5", "Minari data file")
     n = int(meta["total_episodes"])
     lengths = []
     with h5py.File(h5_path, "r") as f:

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from gym_aquacollect.storage.manifest import DatasetFormatError
 from gym_aquacollect.storage.video import (
     VideoError,
     VideoSettings,
@@ -148,7 +149,8 @@ class VideoCodec(ColumnCodec):
     def decode(self, stream: Any, start: int, count: int, row_shape: tuple[int, ...]) -> np.ndarray:
         if isinstance(stream, (bytes, bytearray)):
             stream = io.BytesIO(stream)
-        return decode_frames(stream, start, count, channels=int(row_shape[2]), fps=_RATE)
+        return decode_frames(stream, start, count, channels=int(row_shape[2]), fps=_RATE,
+                             container_format="matroska" if self.settings.lossless_codec else "mp4")
 
 
 def codec_from_json(d: Mapping[str, Any]) -> ColumnCodec:
@@ -245,20 +247,68 @@ class CodecColumnWriter:
 
 
 class CodecColumnReader:
-    """Read side of a coded column; looks like an h5py dataset (``dtype``, ``shape``) to the reader."""
+    """Read side of a coded column; looks like an h5py dataset (``dtype``, ``shape``) to the reader.
+
+    Everything it reads from the shard is checked before use (a dataset may come from a stranger): the
+    codec must be a built-in one, frames uint8 ``(H, W, C)`` of a sane size, the ``rows``/``streams`` index
+    tables two-dimensional with declared sizes the file can hold (they are read on first use, not when the
+    shard opens), stream extents inside the blob; a stream that does not decode raises
+    :class:`~gym_aquacollect.storage.manifest.DatasetFormatError` naming the file.
+    """
 
     def __init__(self, group: Any) -> None:
+        from .safety import check_column_shape
+
         self.group = group
-        self.codec = codec_from_json(json.loads(group.attrs["codec"]))
-        self.dtype = np.dtype(str(group.attrs["dtype"]))
-        self.row_shape = tuple(int(x) for x in group.attrs["row_shape"])
-        self.rows = group["rows"][()]
-        self.streams = group["streams"][()]
-        self.shape = (len(self.rows), *self.row_shape)
+        self.path = str(group.file.filename)
+        where = f"{self.path}: coded column {group.name}"
+        try:
+            self.codec = codec_from_json(json.loads(group.attrs["codec"]))
+            self.dtype = np.dtype(str(group.attrs["dtype"]))
+            self.row_shape = tuple(int(x) for x in group.attrs["row_shape"])
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
+            raise DatasetFormatError(f"{where} has unreadable codec attributes ({type(e).__name__}: {e})") from None
+        if self.dtype != np.uint8 or len(self.row_shape) != 3 or self.row_shape[2] not in (1, 3, 4) or not (
+                0 < self.row_shape[0] <= 1 << 14 and 0 < self.row_shape[1] <= 1 << 14):
+            raise DatasetFormatError(f"{where} declares frames {self.dtype} {self.row_shape}; coded columns hold "
+                                     "uint8 (H, W, C) frames, C in 1/3/4, sides up to 16384")
+        self._rows_ds, self._streams_ds, self._blob = group["rows"], group["streams"], group["blob"]
+        for name, ds, cols in (("rows", self._rows_ds, 2), ("streams", self._streams_ds, 3)):
+            check_column_shape(ds, self.path, f"{group.name}/{name}")
+            if ds.ndim != 2 or ds.shape[1] != cols or ds.dtype.kind not in "iu":
+                raise DatasetFormatError(f"{where}: {name} table has shape {ds.shape} dtype {ds.dtype}, expected "
+                                         f"(N, {cols}) integers")
+        if self._blob.ndim != 1 or self._blob.dtype != np.uint8:
+            raise DatasetFormatError(f"{where}: blob has shape {self._blob.shape} dtype {self._blob.dtype}")
+        self.shape = (int(self._rows_ds.shape[0]), *self.row_shape)
+        self._rows: np.ndarray | None = None
+        self._streams: np.ndarray | None = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """``(stream, frame)`` of every shard row (read on first use)."""
+        if self._rows is None:
+            self._rows = np.asarray(self._rows_ds[()], dtype=np.int64)
+        return self._rows
+
+    @property
+    def streams(self) -> np.ndarray:
+        """``(offset, length, frames)`` of every stream in the blob (read and checked on first use)."""
+        if self._streams is None:
+            st = np.asarray(self._streams_ds[()], dtype=np.int64)
+            n = int(self._blob.shape[0])
+            if len(st) and ((st[:, 0] < 0) | (st[:, 1] < 0) | (st[:, 0] > n) | (st[:, 1] > n - st[:, 0])).any():
+                raise DatasetFormatError(f"{self.path}: coded column {self.group.name} lists a stream outside its "
+                                         f"{n}-byte blob; the shard is corrupt")
+            self._streams = st
+        return self._streams
 
     def _stream(self, s: int) -> io.RawIOBase:
+        if not 0 <= s < len(self.streams):
+            raise DatasetFormatError(f"{self.path}: coded column {self.group.name} row names stream {s} of "
+                                     f"{len(self.streams)}; the shard is corrupt")
         off, n, _ = (int(x) for x in self.streams[s])
-        return _DatasetSlice(self.group["blob"], off, n)
+        return _DatasetSlice(self._blob, off, n)
 
     def decode_rows(self, rows: np.ndarray) -> np.ndarray:
         """The given shard rows (any order), decoding consecutive frames of a stream together."""
@@ -277,7 +327,17 @@ class CodecColumnReader:
             while j < len(order) and m[order[j], 0] == s and m[order[j], 1] <= m[order[j - 1], 1] + 1:
                 j += 1
             f0, f1 = int(m[order[i], 1]), int(m[order[j - 1], 1])
-            frames = self.codec.decode(self._stream(int(s)), f0, f1 - f0 + 1, self.row_shape)
+            try:
+                frames = self.codec.decode(self._stream(int(s)), f0, f1 - f0 + 1, self.row_shape)
+            except DatasetFormatError:
+                raise
+            except Exception as e:  # noqa: BLE001 - FFmpeg/PyAV raise many kinds for bad bytes
+                raise DatasetFormatError(
+                    f"{self.path}: coded column {self.group.name}, stream {int(s)} frames {f0}..{f1} do not decode "
+                    f"({type(e).__name__}: {e}); the shard is corrupt. Run `aquacollect validate`.") from None
+            if frames.shape[1:] != self.row_shape:
+                raise DatasetFormatError(f"{self.path}: coded column {self.group.name}, stream {int(s)} decodes to "
+                                         f"frames {frames.shape[1:]}, not the declared {self.row_shape}")
             for k in order[i:j]:
                 out[k] = frames[int(m[k, 1]) - f0]
             i = j

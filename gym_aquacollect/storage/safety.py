@@ -39,7 +39,7 @@ import h5py
 
 from gym_aquacollect.storage.manifest import SHARD_DIR, DatasetFormatError
 
-__all__ = ["read_regular_file", "shard_file", "check_contained", "check_column_shape", "MAX_JSON_BYTES",
+__all__ = ["read_regular_file", "dataset_file", "shard_file", "check_contained", "check_column_shape", "MAX_JSON_BYTES",
            "MAX_ROW_BYTES", "MAX_EXPANSION"]
 
 #: The largest JSON file (metadata, manifest) a dataset may have.
@@ -99,6 +99,19 @@ def check_regular(path: str | os.PathLike, what: str = "file") -> os.stat_result
     if not stat.S_ISREG(st.st_mode):
         raise DatasetFormatError(f"{path}: {what} is {_kind(st.st_mode)}, not a regular file; refusing to open it")
     return st
+
+
+def dataset_file(root: str | os.PathLike, rel: str | os.PathLike, what: str = "file") -> Path:
+    """``root / rel``, checked: symlinks resolved it stays inside ``root``, and it is a regular file (a FIFO
+    or device would hang or never end). For formats whose files a dataset names (LeRobot, Minari)."""
+    root = Path(root)
+    full = root / rel
+    real, real_root = os.path.realpath(full), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise DatasetFormatError(f"{full}: {what} leaves the dataset directory (to {real}); refusing to read "
+                                 "outside the dataset")
+    check_regular(full, what)
+    return full
 
 
 def shard_file(root: str | os.PathLike, rel: Any) -> Path:

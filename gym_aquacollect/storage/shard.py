@@ -187,9 +187,11 @@ class ShardWriter:
                 return ds
             big_enough = row_bytes >= AUTO_MIN_ROW_BYTES if self._auto else row_bytes * chunk_rows >= 256
             kw = dict(self._ckw) if big_enough and dtype.kind != "O" else {}
+            # a zero-size row (an info value such as np.zeros((0, 3))): HDF5 chunks must be positive and fit
+            # the maximum shape, so such dimensions are chunked by 1 with no fixed maximum (rows stay empty)
             ds = self.file.create_dataset(
-                full, shape=(0, *row_shape), maxshape=(None, *row_shape), dtype=_h5_dtype(dtype),
-                chunks=(chunk_rows, *row_shape), **kw,
+                full, shape=(0, *row_shape), maxshape=(None, *(d if d else None for d in row_shape)),
+                dtype=_h5_dtype(dtype), chunks=(chunk_rows, *(max(1, d) for d in row_shape)), **kw,
             )
             self._ds[full] = ds
             self._cap[full] = 0

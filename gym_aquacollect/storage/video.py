@@ -22,7 +22,7 @@ Example:
     >>> path = tempfile.mkdtemp() + "/cam.mkv"
     >>> with VideoStreamWriter(path, VideoSettings.lossless(), fps=30, shape=frames.shape[1:]) as w:
     ...     w.write(frames)
-    >>> back = decode_frames(path, 2, 3, channels=3)
+    >>> back = decode_frames(path, 2, 3, channels=3, container_format="matroska")
     >>> back.shape, bool((back == frames[2:5]).all())
     ((3, 16, 20, 3), True)
 """
@@ -245,7 +245,7 @@ def _from_av_frame(frame: Any, channels: int) -> np.ndarray:
 
 
 def decode_frames(source: str | os.PathLike | Any, start: int, count: int, *, channels: int = 3,
-                  start_time: float = 0.0, fps: float | None = None) -> np.ndarray:
+                  start_time: float = 0.0, fps: float | None = None, container_format: str = "mp4") -> np.ndarray:
     """Frames ``start .. start + count - 1`` of the first video stream of ``source``, ``(count, H, W, C)`` uint8.
 
     Frame ``k`` is the one presented at ``start_time + k / fps`` (``fps`` defaults to the stream's rate):
@@ -254,13 +254,20 @@ def decode_frames(source: str | os.PathLike | Any, start: int, count: int, *, ch
 
     Raises:
         VideoError: the stream ends before ``start + count`` frames (the message names the source).
+
+    The container format is named, never guessed from the bytes: a stream from a dataset is data, and
+    FFmpeg's guessing would also accept playlists (ffconcat, HLS) that open other files.
     """
     av = require_av()
     out: list[np.ndarray | None] = [None] * count
     if count <= 0:
         return np.zeros((0, 0, 0, channels), np.uint8)
     target = str(source) if isinstance(source, (str, os.PathLike)) else source
-    with av.open(target, "r") as c:
+    if container_format not in ("mp4", "matroska"):
+        raise VideoError(f"{source}: container format {container_format!r} is not one gym_aquacollect reads "
+                         "(mp4, matroska)")
+    with av.open(target, "r", format=container_format, options={"protocol_whitelist": "file",
+                                                                 "enable_drefs": "0"}) as c:
         stream = c.streams.video[0]
         if count > 8:  # frame threads pay off on long runs; a random access wants low latency
             stream.thread_type = "AUTO"
@@ -301,7 +308,7 @@ def video_path_suffix(settings: VideoSettings) -> str:
 def stream_info(path: str | os.PathLike) -> dict[str, Any]:
     """Codec name, size, pixel format, frame rate and frame count of the file's first video stream."""
     av = require_av()
-    with av.open(str(Path(path))) as c:
+    with av.open(str(Path(path)), format="mp4", options={"protocol_whitelist": "file", "enable_drefs": "0"}) as c:
         s = c.streams.video[0]
         return {"codec": s.codec_context.name, "height": s.height, "width": s.width, "pix_fmt": s.pix_fmt,
                 "fps": float(s.average_rate or s.base_rate), "frames": s.frames}
