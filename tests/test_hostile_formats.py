@@ -75,7 +75,8 @@ try:
                "export": isinstance(e, ExportError), "msg": str(e)[:800]}
 except BaseException as e:
     res = {"result": "child-broken", "type": type(e).__name__, "msg": str(e)[:800]}
-res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+# VmHWM: this process's own peak (ru_maxrss is inherited across fork+exec from a large pytest parent)
+res["peak_rss_mb"] = next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print("RESULT " + json.dumps(res, default=str))
 """
 

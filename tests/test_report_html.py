@@ -47,7 +47,8 @@ def render(chromium: str, page: Path, screenshot: Path | None = None) -> tuple[s
     else:
         args += ["--dump-dom"]
     p = subprocess.run([*args, page.resolve().as_uri()], capture_output=True, text=True, timeout=180)
-    console = [ln for ln in p.stderr.splitlines() if ":CONSOLE" in ln]
+    # the page's own messages; Chromium's internal pages (source: chrome://...) log notices of their own
+    console = [ln for ln in p.stderr.splitlines() if ":CONSOLE" in ln and "source: chrome://" not in ln]
     return p.stdout, console
 
 

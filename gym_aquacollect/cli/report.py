@@ -17,6 +17,7 @@ Example:
     >>> path = tempfile.mkdtemp() + "/ds"
     >>> with CollectingWrapper(gym.make("CartPole-v1"), path) as env:
     ...     _ = env.reset(seed=0)
+    ...     _ = env.action_space.seed(0)
     ...     for _ in range(100):
     ...         *_, term, trunc, _ = env.step(env.action_space.sample())
     ...         if term or trunc:
