@@ -147,6 +147,12 @@ def test_ctrl_c_and_opt_in_sigterm_keep_everything(tmp_path, how):
     path, proc = _run_child(tmp_path, "single", how)
     ds = load_dataset(path)
     finished = max(int(line.split()[1]) for line in proc.stdout.split("\n") if line.startswith("E "))
+    if not any("interrupted" in ep.metadata for ep in ds):
+        # the signal landed between a reset and the next step: the open episode had no step, and a zero-step
+        # episode is never stored (API); every finished one must be there (in-process Ctrl-C is checked
+        # deterministically by test_single_env_exit_without_close_keeps_everything[keyboard])
+        assert len(ds) >= finished and all(ep.metadata["terminated"] or ep.metadata["truncated"] for ep in ds)
+        return
     _check_single(ds, finished)
 
 
