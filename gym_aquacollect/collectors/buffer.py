@@ -432,11 +432,7 @@ class BufferCollector(BaseCollector):
         return float(self._ep_ret) if self._ep_recording else self._skip_ret
 
     def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
-        meta = self._ep_meta
-        meta["terminated"], meta["truncated"] = terminated, truncated
-        meta["t_start"], meta["t_end"] = getattr(self, "_ep_t0", None), time.time()
-        if interrupted:
-            meta["interrupted"] = interrupted
+        meta = self._close_episode_meta(terminated, truncated, interrupted)
         if self.episode_callbacks:
             self.run_episode_callbacks(self._episode_index, self._ep_len, float(self._ep_ret), terminated, truncated,
                                        meta)

@@ -286,13 +286,18 @@ class RowRecorder:
                 "Gymnasium leaves this undefined, so such steps are not recorded. Call env.reset() after a done."
             )
 
-    def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
-        length, ret = self._cur_len(), self._cur_ret()
+    def _close_episode_meta(self, terminated: bool, truncated: bool, interrupted: str | None) -> dict[str, Any]:
+        """The open episode's metadata with its end recorded: flags, wall-clock start/end, why it was cut."""
         meta = self._ep_meta
         meta["terminated"], meta["truncated"] = terminated, truncated
         meta["t_start"], meta["t_end"] = getattr(self, "_ep_t0", None), time.time()
         if interrupted:
             meta["interrupted"] = interrupted
+        return meta
+
+    def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
+        length, ret = self._cur_len(), self._cur_ret()
+        meta = self._close_episode_meta(terminated, truncated, interrupted)
         if self.episode_callbacks:
             self.run_episode_callbacks(self._episode_index, length, ret, terminated, truncated, meta)
         flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
