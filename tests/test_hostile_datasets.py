@@ -517,7 +517,7 @@ _json_values = st.recursive(
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
     max_leaves=6,
 )
-_INDEX = ("segments", "episode_key", "episode_length", "episode_return", "episode_flags")
+_INDEX = ("segments", "episode_key", "episode_length", "episode_return", "episode_flags", "episode_time")
 _edges = st.sampled_from([0, 1, -1, 2, 3, 1 << 31, -(1 << 31), (1 << 62), -(1 << 63), (1 << 63) - 1])
 
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from gym_aquacollect.data.exports import ExportMixin
 from gym_aquacollect.logs import logger
-from gym_aquacollect.recording.row import RowRecorder
+from gym_aquacollect.recording.row import RowRecorder, engine_default
 from gym_aquacollect.schema.columns import DynamicColumns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
 from gym_aquacollect.schema.spaces import SpaceCodec, serialize_space
@@ -328,7 +328,9 @@ class BaseCollector(RowRecorder, ExportMixin):
         self._warned_after_done = False
         self._handoff_every = min(1.0, self.flush_policy.every_seconds or 1.0)
         self._handoff_on_end = self.flush_policy.on_episode_end
+        self._choose_layout()
         self._new_block()
+        self._specialise()
         self.collecting = True
         _LIVE_COLLECTORS.add(self)
 
@@ -343,6 +345,7 @@ class BaseCollector(RowRecorder, ExportMixin):
                                     flush_policy=self.flush_policy, codecs=codecs,
                                     max_pending_bytes=self.max_pending_bytes)
 
+    @engine_default
     def on_episode_end(self, end: EpisodeEnd) -> None:
         """Bookkeeping for a finished episode (subclasses may override; call super)."""
         self._ends.append(end)
@@ -395,6 +398,7 @@ class BaseCollector(RowRecorder, ExportMixin):
         Writer thread; the rows themselves also go to disk."""
         raise NotImplementedError
 
+    @engine_default
     def on_block(self, block: Block) -> None:
         """Where a block goes (default: the writer thread). Subclasses may keep blocks instead."""
         self.writer.submit(block)

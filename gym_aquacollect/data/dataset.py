@@ -536,6 +536,9 @@ class Dataset(ExportMixin):
                 text = texts[si][row]
                 if '"t_start"' in text or '"interrupted"' in text:
                     meta = json.loads(text)
+                col = self._readers[si].episode_time  # the time column (shards written since 2026-12)
+                if col is not None:
+                    times[i] = col[row]
             meta.update(r.extra_meta)
             why[i] = str(meta.get("interrupted") or "")
             for j, key in enumerate(("t_start", "t_end")):

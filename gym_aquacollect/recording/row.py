@@ -30,7 +30,15 @@ from gym_aquacollect.schema.flags import TERM as _TERM
 from gym_aquacollect.schema.flags import TRUNC as _TRUNC
 from gym_aquacollect.storage.writer import Block, EpisodeEnd, Piece
 
-__all__ = ["RowRecorder"]
+__all__ = ["RowRecorder", "engine_default"]
+
+
+def engine_default(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a collector's default ``on_block`` / ``on_episode_end``. While a collector keeps both, the row
+    path hands segments and episode ends to the writer as columns (no ``Piece`` / ``EpisodeEnd`` object per
+    episode); a collector that overrides either hook receives them as objects, as documented."""
+    hook.engine_default = True
+    return hook
 
 
 def _scalar(value: Any, name: str, kind: type) -> Any:
@@ -81,6 +89,47 @@ def _checked_put(put: Callable[[int, Any], None], space: gym.Space, label: str, 
         raise SpaceMismatchError(why)
 
 
+#: Observation rows up to this size are stored as raw bytes by the specialised step (see ``_choose_layout``).
+PACKED_ROW_BYTES = 512
+
+
+def _rows(col: Any, leaf: Any, a: int, b: int) -> np.ndarray:
+    """Rows ``a:b`` of a block column as a NumPy array: a view of an array column, a copy of a list one
+    (Discrete actions)."""
+    if type(col) is not list:
+        return col[a:b]
+    return np.array(col[a:b], dtype=leaf.dtype)
+
+
+#: The body of the specialised per-step function (:meth:`RowRecorder._make_fast_step`): the checks a step
+#: must pass to be stored without the general path (``{action_ok}``: this space's action check), then the
+#: stores. Everything else (other types, a full block, a failed writer) goes to the general path, which
+#: validates in full and raises the same errors.
+_FAST_STEP = """\
+    tr, tt, tu = type(reward), type(terminated), type(truncated)
+    i, j = s._ns, s._no
+    if ({action_ok}
+            and type(observation) is nd and observation.dtype is odt and observation.shape == osh
+            and (tr is float or tr is f64) and (tt is bool or tt is b_) and (tu is bool or tu is b_)
+            and s._fast and j != s._cap and not ws.failed):
+        s._acol[i] = action
+        s._ocol[j] = {obs_row}
+        s._rew[i] = reward
+        s._term[i] = terminated
+        s._trunc[i] = truncated
+        if info and s.record_infos:
+            s._infos.put(j, info)
+        s._ns, s._no = i + 1, j + 1
+        if terminated or truncated:
+            s._finish_episode(bool(terminated), bool(truncated))
+        elif not i & 255 and monotonic() - s._last_handoff > s._handoff_every:
+            s._handoff()
+    else:
+        general(action, observation, reward, terminated, truncated, info)
+    return {ret}
+"""
+
+
 class RowRecorder:
     """The single-env row path (see the module docstring); a mixin of
     :class:`~gym_aquacollect.collectors.base.BaseCollector`."""
@@ -113,8 +162,10 @@ class RowRecorder:
         if self._pool:
             obs, act, rew, term, trunc = self._pool.pop()
         else:
-            obs, act = self._obs_codec.allocate(rows), self._act_codec.allocate(rows)
-            # Python lists: an item store is ~3x cheaper than into a NumPy array; converted at hand-over
+            # Python lists where they are cheaper than a NumPy item store (converted at hand-over): rewards,
+            # flags and Discrete actions
+            obs = self._obs_codec.allocate(rows)
+            act = [[0] * rows] if self._packed_act else self._act_codec.allocate(rows)
             rew, term, trunc = [0.0] * rows, [False] * rows, [False] * rows
         self._obs, self._act, self._rew, self._term, self._trunc = obs, act, rew, term, trunc
         self._bind_writers()
@@ -125,8 +176,9 @@ class RowRecorder:
         self._no = self._ns = 0  # filled obs / step rows
         self._sent_o = self._sent_s = 0  # rows already handed over
         self._piece_o = self._piece_s = 0  # where the current episode's unsent rows start
-        self._pieces: list[Piece] = []
-        self._ends: list[EpisodeEnd] = []
+        self._seg: list[int] = []  # pieces as flat ints: key, obs_start, obs_n, step_start, step_n
+        self._ends: list[EpisodeEnd] = []  # ends the on_episode_end hook keeps (collectors with own hooks)
+        self._end_rows: list[tuple] = []  # ends of the default hooks: (key, length, ret, flags, meta)
         self._last_handoff = time.monotonic()
 
     def _check_writer(self) -> None:
@@ -154,7 +206,7 @@ class RowRecorder:
             self._ep_meta = {"seed": None, "options": None}
         else:
             self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **_jsonable(metadata or {})}
-        self._fast = self._ep_recording
+        self._fast = self._ep_recording and not self.step_callbacks
         if not self._ep_recording:
             return
         self._ep_key += 1
@@ -265,18 +317,102 @@ class RowRecorder:
                 if extra:
                     self._extras.put(i, extra)
 
+    def _choose_layout(self) -> None:
+        """How the block holds observations and actions (decided once, at start): a one-leaf observation
+        of at most :data:`PACKED_ROW_BYTES` per row is stored through a ``V<n>`` (raw bytes) view of its
+        column, from ``obs.tobytes()`` (half the cost of a NumPy row assignment); a Discrete action goes
+        to a list of ints; the writer receives NumPy columns either way."""
+        from gymnasium import spaces as sp
+
+        oc, ac = self._obs_codec, self._act_codec
+        self._packed_obs = (oc.simple and not oc.leaves[0].is_text and not isinstance(oc.leaves[0].space, sp.Discrete)
+                            and 0 < oc.row_nbytes <= PACKED_ROW_BYTES)
+        self._packed_act = ac.simple and isinstance(ac.leaves[0].space, sp.Discrete)
+        self._pool.clear()
+
     def _bind_writers(self) -> None:
         """Bind the per-step writers to the current block's arrays (the fast path for flat spaces)."""
+        # read by the specialised step (_specialise)
+        col = self._obs[0]
+        self._ocol = col.reshape(len(col), -1).view(f"V{self._obs_codec.row_nbytes}").reshape(-1) \
+            if self._packed_obs else col
+        self._acol = self._act[0]
         for name, codec, cols in (("_put_obs", self._obs_codec, self._obs), ("_put_act", self._act_codec, self._act)):
             if codec.simple:
                 leaf_put, col = codec.leaf_writer(), cols[0]
-                setattr(self, name, partial(leaf_put, col))
+                setattr(self, name, partial(leaf_put, col))  # a Discrete writer stores ints into a list too
             else:
                 setattr(self, name, partial(codec.write, cols))
         if self.check_bounds:
             for name, space, label in (("_put_obs", self.observation_space, "observation"),
                                        ("_put_act", self.action_space, "action")):
                 setattr(self, name, partial(_checked_put, getattr(self, name), space, label))
+
+    def _specialise(self) -> None:
+        """Install a per-step path built for these spaces as the instance's ``record_step``.
+
+        For the common shapes (one Box / MultiBinary / MultiDiscrete observation, one Discrete or array
+        action, no bounds check) a step that already has the right types is a few identity and shape
+        comparisons and five stores; anything else (another type or dtype, the block is full, the episode
+        is not being recorded, extras, a failed writer) goes to the general :meth:`record_step`, which
+        validates it in full and raises the same errors. Subclasses that override ``record_step`` keep it.
+        """
+        self.__dict__.pop("record_step", None)
+        cls = type(self)
+        self._plain = all(getattr(getattr(cls, hook, None), "engine_default", False)
+                          for hook in ("on_block", "on_episode_end"))
+        fast = self._make_fast_step()
+        if fast is not None:
+            self.record_step = fast
+
+    def _make_fast_step(self, env_step: Callable[[Any], tuple] | None = None) -> Callable[..., Any] | None:
+        """The specialised ``record_step`` (see :meth:`_specialise`), or None where these spaces have none.
+        With ``env_step`` it is a whole wrapper ``step(action)``: it steps the env, records the step and
+        returns what the env returned (one Python frame per step instead of two).
+
+        The function is generated from :data:`_FAST_STEP` with this space's checks written in (a Python call
+        costs about as much as the whole step's checks, so the checks and stores are not helper calls)."""
+        from gymnasium import spaces as sp
+
+        oc, ac = self._obs_codec, self._act_codec
+        if (type(self).record_step is not RowRecorder.record_step or self.check_bounds
+                or not (oc.simple and ac.simple)):
+            return None
+        ol, al = oc.leaves[0], ac.leaves[0]
+        if ol.is_text or al.is_text or isinstance(ol.space, sp.Discrete):
+            return None
+        if isinstance(al.space, sp.Discrete):
+            lo, hi = int(al.space.start), int(al.space.start) + int(al.space.n)
+            action_ok = "(type(action) is int or type(action) is i64 or type(action) is i32) and lo <= action < hi"
+        else:
+            lo = hi = 0
+            action_ok = "type(action) is nd and action.dtype is adt and action.shape == ash"
+        if env_step is None:
+            head = ("def record_step(action, observation, reward, terminated, truncated, info=None, extras=None):\n"
+                    "    if extras or not s._fast:\n"
+                    "        return general(action, observation, reward, terminated, truncated, info, extras)\n")
+        else:
+            head = ("def step(action):\n"
+                    "    out = env_step(action)\n"
+                    "    observation, reward, terminated, truncated, info = out\n")
+        src = head + _FAST_STEP.format(
+            action_ok=action_ok, obs_row="observation.tobytes()" if self._packed_obs else "observation",
+            ret="out" if env_step is not None else "None")
+        scope = {"s": self, "ws": self._wstate, "general": partial(RowRecorder.record_step, self),
+                 "env_step": env_step, "nd": np.ndarray, "f64": np.float64, "b_": np.bool_, "i64": np.int64,
+                 "i32": np.int32, "odt": ol.dtype, "osh": ol.shape, "adt": al.dtype, "ash": al.shape, "lo": lo,
+                 "hi": hi, "monotonic": time.monotonic}
+        exec(compile(src, f"<gym_aquacollect fast step for {self._obs_codec.space} / {self._act_codec.space}>",
+                     "exec"), scope)
+        return scope["step" if env_step is not None else "record_step"]
+
+    def fused_step(self, env_step: Callable[[Any], tuple]) -> Callable[[Any], tuple] | None:
+        """A wrapper's whole ``step(action)`` for this collector: ``env_step(action)`` recorded through the
+        specialised path (see :meth:`_specialise`), or None when this collector has no such path (then the
+        wrapper calls :meth:`record_step` itself). Call after :meth:`start_collection`."""
+        if "record_step" not in self.__dict__:
+            return None
+        return self._make_fast_step(env_step)
 
     def _step_after_done(self) -> None:
         if not self._warned_after_done:
@@ -296,16 +432,31 @@ class RowRecorder:
         return meta
 
     def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
-        length, ret = self._cur_len(), self._cur_ret()
-        meta = self._close_episode_meta(terminated, truncated, interrupted)
+        ns, no, ps, po = self._ns, self._no, self._piece_s, self._piece_o
+        if self._ep_recording:
+            length, ret = self._ep_len0 + ns - ps, self._ep_ret0 + sum(self._rew[ps:ns])
+        else:
+            length, ret = self._cur_len(), self._cur_ret()
+        meta = self._ep_meta
+        meta["terminated"], meta["truncated"] = terminated, truncated
+        meta["t_start"], meta["t_end"] = self._ep_t0, time.time()
+        if interrupted:
+            meta["interrupted"] = interrupted
         if self.episode_callbacks:
             self.run_episode_callbacks(self._episode_index, length, ret, terminated, truncated, meta)
         flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
-        self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
-                                  self._piece_s, self._ns - self._piece_s))
-        self._piece_o, self._piece_s = self._no, self._ns
-        self._ep_open, self._ep_done, self._fast = False, True, False
-        self.on_episode_end(EpisodeEnd(self._ep_key, length, ret, flags, meta))
+        key = self._ep_key
+        self._seg.extend((key, po, no - po, ps, ns - ps))
+        self._piece_o, self._piece_s = no, ns
+        self._ep_open = self._fast = False
+        self._ep_done = True
+        if self._plain:  # the default on_episode_end, without building an EpisodeEnd per episode
+            self._end_rows.append((key, length, ret, flags, meta))
+            self.episode_lengths.append(length)
+            self.episode_returns.append(ret)
+            self.episode_flags.append(flags)
+        else:
+            self.on_episode_end(EpisodeEnd(key, length, ret, flags, meta))
         if self._handoff_on_end or time.monotonic() - self._last_handoff > self._handoff_every:
             self._handoff()
 
@@ -314,8 +465,8 @@ class RowRecorder:
         self._last_handoff = time.monotonic()
         if self._ep_open and self._ep_recording:
             if self._ns > self._piece_s:
-                self._pieces.append(Piece(self._ep_key, self._piece_o, self._no - self._piece_o,
-                                          self._piece_s, self._ns - self._piece_s))
+                self._seg.extend((self._ep_key, self._piece_o, self._no - self._piece_o,
+                                  self._piece_s, self._ns - self._piece_s))
                 self._ep_len0 += self._ns - self._piece_s
                 self._ep_ret0 += sum(self._rew[self._piece_s:self._ns])
                 self._piece_o, self._piece_s = self._no, self._ns
@@ -323,25 +474,39 @@ class RowRecorder:
         else:
             stop_o = self._no
         so, ss, no, ns = self._sent_o, self._sent_s, stop_o, self._ns
-        if no == so and ns == ss and not self._ends and not final:
+        if no == so and ns == ss and not self._ends and not self._end_rows and not final:
             return
-        obs = {name: col[so:no] for name, col in zip(self._obs_names, self._obs)}
+        obs = {name: _rows(col, leaf, so, no) for name, col, leaf in zip(self._obs_names, self._obs, self._obs_codec.leaves)}
         obs.update(self._infos.columns(so, no))
-        step = {name: col[ss:ns] for name, col in zip(self._act_names, self._act)}
+        step = {name: _rows(col, leaf, ss, ns) for name, col, leaf in zip(self._act_names, self._act, self._act_codec.leaves)}
         step["rewards"] = np.array(self._rew[ss:ns], dtype=np.float64)
         step["terminations"] = np.array(self._term[ss:ns], dtype=bool)
         step["truncations"] = np.array(self._trunc[ss:ns], dtype=bool)
         step.update(self._extras.columns(ss, ns))
-        pieces = [Piece(p.key, p.obs_start - so, p.obs_n, p.step_start - ss, p.step_n) for p in self._pieces]
-        block = Block(obs, step, no - so, ns - ss, pieces, self._ends)
-        self._pieces, self._ends = [], []
+        seg, end_cols = self._seg, None
+        if self._plain:  # the writer takes segments and ends as columns
+            pieces = np.array(seg, dtype=np.int64).reshape(-1, 5)
+            pieces[:, 1] -= so
+            pieces[:, 3] -= ss
+            if self._end_rows:
+                keys, lengths, rets, flags, metas = zip(*self._end_rows)
+                meta_col = np.empty(len(metas), dtype=object)
+                meta_col[:] = metas
+                end_cols = (np.array(keys, np.int64), np.array(lengths, np.int64), np.array(rets, np.float64),
+                            np.array(flags, np.uint8), meta_col)
+                self._end_rows = []
+        else:  # an overriding on_block reads Piece objects
+            pieces = [Piece(seg[k], seg[k + 1] - so, seg[k + 2], seg[k + 3] - ss, seg[k + 4])
+                      for k in range(0, len(seg), 5)]
+        block = Block(obs, step, no - so, ns - ss, pieces, self._ends, end_cols=end_cols)
+        self._seg, self._ends = [], []
         self._sent_o, self._sent_s = no, ns
         if final:
             arrays = (self._obs, self._act, self._rew, self._term, self._trunc)
             pool = self._pool
             # the whole block's memory waits for the writer: its rows, info and extra columns
-            block.nbytes = sum(a.nbytes for a in self._obs) + sum(a.nbytes for a in self._act) + \
-                24 * len(self._rew) + self._infos.nbytes + self._extras.nbytes
+            block.nbytes = (self._obs_codec.row_nbytes + self._act_codec.row_nbytes + 48) * len(self._rew) + \
+                self._infos.nbytes + self._extras.nbytes
 
             def release() -> None:
                 pool.append(arrays)

@@ -13,6 +13,9 @@ Layout of one shard::
     /index/episode_key   int64 (E,)  episodes that *ended* in this shard, in the order they ended
     /index/episode_length, /index/episode_return, /index/episode_flags (bit 0 terminated, bit 1 truncated)
     /index/episode_meta  utf-8 JSON per episode (seed, options, env_index, user metadata, ...)
+    /index/episode_time  float64 (E, 2): wall-clock t_start, t_end of each episode (NaN: not known); read
+                         back into the metadata as ``t_start`` / ``t_end``. Shards written before it have the
+                         times inside the JSON instead (both are read).
 
 Creating HDF5 objects costs ~0.3 ms each, so a shard holds thousands of episodes in a handful of
 datasets instead of one group per episode (Minari's layout). An episode that is still running when a
@@ -76,6 +79,41 @@ _PLAIN_META = {
     (t, u): json.dumps({"seed": None, "options": None, "terminated": t, "truncated": u})
     for t in (False, True) for u in (False, True)
 }
+
+
+_TIME_KEYS = ("t_start", "t_end")
+
+
+def _time_value(v: Any) -> float | None:
+    """A wall-clock time the time column can hold (an int or float), else None (it stays in the JSON)."""
+    t = type(v)
+    if t is float or t is int or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)):
+        return float(v)
+    return None
+
+
+def episode_meta_json(meta: dict[str, Any]) -> tuple[str, float, float]:
+    """An episode's metadata as ``(JSON text, t_start, t_end)``: the wall-clock times go to the shard's time
+    column (NaN where absent) and the rest to JSON. The common case (no seed, no options, the end flags,
+    the times) is a constant text, so the writer thread does no per-episode ``json.dumps`` (it held the GIL
+    the env loop needs); anything else goes through ``json.dumps`` (``repr`` for odd objects)."""
+    if len(meta) == 6 and meta.get("seed", 0) is None and meta.get("options", 0) is None:  # the row path
+        t0, t1 = meta.get("t_start"), meta.get("t_end")
+        if type(t0) is float and type(t1) is float:
+            text = _PLAIN_META.get((meta.get("terminated"), meta.get("truncated")))
+            if text is not None:
+                return text, t0, t1
+    t0, t1 = _time_value(meta.get("t_start")), _time_value(meta.get("t_end"))
+    rest = meta
+    if t0 is not None or t1 is not None:
+        rest = {k: v for k, v in meta.items() if not ((k == "t_start" and t0 is not None) or (k == "t_end" and t1 is not None))}
+    nan = float("nan")
+    t0, t1 = nan if t0 is None else t0, nan if t1 is None else t1
+    if len(rest) == 4 and rest.get("seed", 0) is None and rest.get("options", 0) is None:
+        text = _PLAIN_META.get((rest.get("terminated"), rest.get("truncated")))
+        if text is not None:
+            return text, t0, t1
+    return json.dumps(rest, default=repr), t0, t1
 
 
 def _h5_dtype(dtype: np.dtype) -> Any:
@@ -254,10 +292,12 @@ class ShardWriter:
                 if pend[0] + pend[1] != start:  # rows skipped for this column: write what is pending first
                     self._write_pending(full)
                     pend = self._pending.setdefault(full, [start, 0, []])
-                pend[2].append(data.copy())  # the block's arrays go back to the user's pool after this call
                 pend[1] += n
                 if pend[1] >= _BATCH_ROWS or pend[1] * max(1, data[:1].nbytes) >= _CHUNK_BYTES * 4:
+                    pend[2].append(data)  # written before this call returns: no copy needed
                     self._write_pending(full)
+                else:
+                    pend[2].append(data.copy())  # the block's arrays go back to the user's pool after this call
                 self.nbytes += data.nbytes if data.dtype.kind != 'O' else 16 * n
         self.rows[kind] = end
         return start
@@ -305,23 +345,34 @@ class ShardWriter:
         self.n_segments += len(rows)
 
     def add_episode_end(self, key: int, length: int, ret: float, flags: int, meta: dict[str, Any]) -> None:
-        if len(meta) == 4 and meta.get("seed", 0) is None and meta.get("options", 0) is None:
-            text = _PLAIN_META.get((meta.get("terminated"), meta.get("truncated")))  # auto-reset episodes
-        else:
-            text = None
-        self.ended.append((key, length, ret, flags, text or json.dumps(meta, default=repr)))
+        self.ended.append((key, length, ret, flags, *episode_meta_json(meta)))
         self.n_ended += 1
 
     def add_episode_ends(self, keys: np.ndarray, lengths: np.ndarray, returns: np.ndarray, flags: np.ndarray,
-                         meta_json: np.ndarray) -> None:
-        """Add many finished episodes at once (columns; ``meta_json`` an object array of JSON strings)."""
-        if not len(keys):
+                         meta_json: np.ndarray, times: np.ndarray | None = None) -> None:
+        """Add many finished episodes at once (columns; ``meta_json`` an object array of JSON strings, or of
+        metadata dicts split here, in the writer thread, by :func:`episode_meta_json`; ``times`` (n, 2)
+        wall-clock start and end, NaN where not known)."""
+        n = len(keys)
+        if not n:
             return
         self._seal_lists()
+        t = np.full((n, 2), np.nan) if times is None else np.array(times, dtype=np.float64).reshape(n, 2)
+        if any(type(m) is not str for m in meta_json):  # metadata dicts (the row path)
+            texts = []
+            for j, m in enumerate(meta_json):
+                if type(m) is str:
+                    texts.append(m)
+                else:
+                    text, a, b = episode_meta_json(m)
+                    texts.append(text)
+                    t[j, 0] = a if a == a else t[j, 0]
+                    t[j, 1] = b if b == b else t[j, 1]
+            meta_json = texts
         self._end_blocks.append((np.asarray(keys, np.int64), np.asarray(lengths, np.int64),
                                  np.asarray(returns, np.float64), np.asarray(flags, np.uint8),
-                                 np.asarray(meta_json, dtype=object)))
-        self.n_ended += len(keys)
+                                 np.asarray(meta_json, dtype=object), t))
+        self.n_ended += n
 
     def _seal_lists(self) -> None:
         """Move list-held segments / episode ends into the block lists (keeps their order)."""
@@ -332,7 +383,8 @@ class ShardWriter:
             e = self.ended
             self._end_blocks.append((np.asarray([x[0] for x in e], np.int64), np.asarray([x[1] for x in e], np.int64),
                                      np.asarray([x[2] for x in e], np.float64), np.asarray([x[3] for x in e], np.uint8),
-                                     np.asarray([x[4] for x in e], dtype=object)))
+                                     np.asarray([x[4] for x in e], dtype=object),
+                                     np.array([x[5:7] for x in e], dtype=np.float64).reshape(-1, 2)))
             self.ended = []
 
     # -- finish ----------------------------------------------------------------------------------------
@@ -359,12 +411,13 @@ class ShardWriter:
         self._seal_lists()
         seg = (np.concatenate(self._seg_blocks) if self._seg_blocks else np.zeros((0, _SEG_COLS), np.int64))
         f.create_dataset("index/segments", data=seg)
-        cols = list(zip(*self._end_blocks)) if self._end_blocks else [[]] * 5
+        cols = list(zip(*self._end_blocks)) if self._end_blocks else [[]] * 6
         for name, dt, parts in zip(("key", "length", "return"), (np.int64, np.int64, np.float64), cols[:3]):
             f.create_dataset(f"index/episode_{name}", data=np.concatenate(parts) if parts else np.zeros(0, dt))
         f.create_dataset("index/episode_flags", data=np.concatenate(cols[3]) if cols[3] else np.zeros(0, np.uint8))
         meta = np.concatenate(cols[4]) if cols[4] else np.zeros(0, dtype=object)
         f.create_dataset("index/episode_meta", data=meta, dtype=STR_H5)
+        f.create_dataset("index/episode_time", data=np.concatenate(cols[5]) if cols[5] else np.zeros((0, 2)))
         f.attrs["n_obs_rows"] = self.rows["obs"]
         f.attrs["n_step_rows"] = self.rows["step"]
         f.flush()
@@ -411,6 +464,10 @@ class ShardReader:
             self.episode_return = np.asarray(idx["episode_return"][()], dtype=np.float64).reshape(-1)
             self.episode_flags = np.asarray(idx["episode_flags"][()], dtype=np.uint8).reshape(-1)
             self._meta_ds = idx["episode_meta"]
+            #: (E, 2) wall-clock t_start / t_end per episode, NaN where unknown; None for older shards (then
+            #: the times are inside the metadata JSON)
+            self.episode_time = (np.asarray(idx["episode_time"][()], dtype=np.float64)
+                                 if "episode_time" in idx else None)
             self._check_index()
         except DatasetFormatError:
             self.close()
@@ -467,6 +524,12 @@ class ShardReader:
         if len(set(n_ep.values())) != 1 or len(next(iter(n_ep.values()))) != 1:
             raise DatasetFormatError(f"{self.path}: the episode index tables have shapes {n_ep}; they must be "
                                      "one-dimensional and equally long; the shard is corrupt")
+        if "episode_time" in idx:
+            ds = idx["episode_time"]
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.shape != (n_ep["episode_key"][0], 2):
+                raise DatasetFormatError(
+                    f"{self.path}: index/episode_time is {getattr(ds, 'dtype', type(ds).__name__)} "
+                    f"{getattr(ds, 'shape', '')}; expected float ({n_ep['episode_key'][0]}, 2); the shard is corrupt")
 
     def _check_index(self) -> None:
         """Segments lie inside the columns; episode lengths are not negative (cheap: index only)."""
@@ -521,6 +584,10 @@ class ShardReader:
         if not isinstance(meta, dict):
             raise DatasetFormatError(f"{self.path}: episode metadata row {i} is {type(meta).__name__}, not a JSON "
                                      "object; the shard is corrupt")
+        if self.episode_time is not None:
+            for key, t in zip(_TIME_KEYS, self.episode_time[i].tolist()):
+                if t == t and key not in meta:
+                    meta[key] = t
         return meta
 
     def read(self, kind: str, name: str, start: int, count: int) -> np.ndarray:

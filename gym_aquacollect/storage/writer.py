@@ -111,6 +111,8 @@ class Block:
     ends: list[EpisodeEnd] = field(default_factory=list)
     on_written: Callable[[], None] | None = None
     end_cols: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: (n, 2) wall-clock ``t_start`` / ``t_end`` of the episodes in ``end_cols`` (None: inside their metadata)
+    end_times: np.ndarray | None = None
     #: memory this block holds until written, counted against the writer's ``max_pending_bytes``
     nbytes: int = 0
 
@@ -383,7 +385,7 @@ class DatasetWriter:
             shard.add_episode_end(e.key, e.length, e.ret, e.flags, e.meta)
         n_end = len(block.ends)
         if block.end_cols is not None:
-            shard.add_episode_ends(*block.end_cols)
+            shard.add_episode_ends(*block.end_cols, times=block.end_times)
             n_end += len(block.end_cols[0])
         self._steps_since_commit += block.n_step
         self.stats["steps"] += block.n_step

@@ -135,6 +135,10 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
         self._record = collector.record_step
         self._last_obs: Any = None
         self._plain = teacher is None and not self._autoreset
+        if self._plain:
+            fused = collector.fused_step(env.step)
+            if fused is not None:  # one frame per step: the env's step and the recording in one function
+                self.step = fused
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ObsType, dict[str, Any]]:
         """Reset the env and open a new episode (an open one is stored as truncated)."""
