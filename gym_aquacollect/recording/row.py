@@ -6,7 +6,14 @@ Contents:
       into the current block (:class:`~gym_aquacollect.schema.spaces.SpaceCodec` columns plus the info / extra
       columns of :mod:`gym_aquacollect.schema.columns`), close episodes, and hand blocks over
       (:meth:`~RowRecorder._handoff`) to the host's public hook ``on_block`` and ``on_episode_end``.
+    * :func:`engine_default` - marks a collector's default hooks (then segments and episode ends travel to
+      the writer as columns, not one object per episode).
     * :func:`scalar`-style helpers used by the collectors' seed API.
+
+A collector whose spaces allow it records each step through a function generated for those spaces
+(:mod:`gym_aquacollect.recording.fast_step`), installed as the instance's ``record_step``; a single-env
+wrapper gets it fused with the env's ``step`` (:meth:`RowRecorder.fused_step`). The methods here are the
+general path it falls back to.
 
 The host class provides the state (``writer``, codecs, ``_rows``, block pool, counters: set up by
 ``BaseCollector.__init__`` / ``start_collection``) and the policy hooks (``on_block``, ``on_episode_end``,
@@ -99,35 +106,6 @@ def _rows(col: Any, leaf: Any, a: int, b: int) -> np.ndarray:
     if type(col) is not list:
         return col[a:b]
     return np.array(col[a:b], dtype=leaf.dtype)
-
-
-#: The body of the specialised per-step function (:meth:`RowRecorder._make_fast_step`): the checks a step
-#: must pass to be stored without the general path (``{action_ok}``: this space's action check), then the
-#: stores. Everything else (other types, a full block, a failed writer) goes to the general path, which
-#: validates in full and raises the same errors.
-_FAST_STEP = """\
-    tr, tt, tu = type(reward), type(terminated), type(truncated)
-    i, j = s._ns, s._no
-    if ({action_ok}
-            and type(observation) is nd and observation.dtype is odt and observation.shape == osh
-            and (tr is float or tr is f64) and (tt is bool or tt is b_) and (tu is bool or tu is b_)
-            and s._fast and j != s._cap and not ws.failed):
-        s._acol[i] = action
-        s._ocol[j] = {obs_row}
-        s._rew[i] = reward
-        s._term[i] = terminated
-        s._trunc[i] = truncated
-        if info and s.record_infos:
-            s._infos.put(j, info)
-        s._ns, s._no = i + 1, j + 1
-        if terminated or truncated:
-            s._finish_episode(bool(terminated), bool(truncated))
-        elif not i & 255 and monotonic() - s._last_handoff > s._handoff_every:
-            s._handoff()
-    else:
-        general(action, observation, reward, terminated, truncated, info)
-    return {ret}
-"""
 
 
 class RowRecorder:
@@ -366,45 +344,13 @@ class RowRecorder:
             self.record_step = fast
 
     def _make_fast_step(self, env_step: Callable[[Any], tuple] | None = None) -> Callable[..., Any] | None:
-        """The specialised ``record_step`` (see :meth:`_specialise`), or None where these spaces have none.
-        With ``env_step`` it is a whole wrapper ``step(action)``: it steps the env, records the step and
-        returns what the env returned (one Python frame per step instead of two).
+        """The specialised ``record_step`` (or, with ``env_step``, a wrapper's whole ``step``) for these
+        spaces, or None: see :mod:`gym_aquacollect.recording.fast_step`."""
+        from gym_aquacollect.recording.fast_step import make_fast_step
 
-        The function is generated from :data:`_FAST_STEP` with this space's checks written in (a Python call
-        costs about as much as the whole step's checks, so the checks and stores are not helper calls)."""
-        from gymnasium import spaces as sp
-
-        oc, ac = self._obs_codec, self._act_codec
-        if (type(self).record_step is not RowRecorder.record_step or self.check_bounds
-                or not (oc.simple and ac.simple)):
+        if type(self).record_step is not RowRecorder.record_step:
             return None
-        ol, al = oc.leaves[0], ac.leaves[0]
-        if ol.is_text or al.is_text or isinstance(ol.space, sp.Discrete):
-            return None
-        if isinstance(al.space, sp.Discrete):
-            lo, hi = int(al.space.start), int(al.space.start) + int(al.space.n)
-            action_ok = "(type(action) is int or type(action) is i64 or type(action) is i32) and lo <= action < hi"
-        else:
-            lo = hi = 0
-            action_ok = "type(action) is nd and action.dtype is adt and action.shape == ash"
-        if env_step is None:
-            head = ("def record_step(action, observation, reward, terminated, truncated, info=None, extras=None):\n"
-                    "    if extras or not s._fast:\n"
-                    "        return general(action, observation, reward, terminated, truncated, info, extras)\n")
-        else:
-            head = ("def step(action):\n"
-                    "    out = env_step(action)\n"
-                    "    observation, reward, terminated, truncated, info = out\n")
-        src = head + _FAST_STEP.format(
-            action_ok=action_ok, obs_row="observation.tobytes()" if self._packed_obs else "observation",
-            ret="out" if env_step is not None else "None")
-        scope = {"s": self, "ws": self._wstate, "general": partial(RowRecorder.record_step, self),
-                 "env_step": env_step, "nd": np.ndarray, "f64": np.float64, "b_": np.bool_, "i64": np.int64,
-                 "i32": np.int32, "odt": ol.dtype, "osh": ol.shape, "adt": al.dtype, "ash": al.shape, "lo": lo,
-                 "hi": hi, "monotonic": time.monotonic}
-        exec(compile(src, f"<gym_aquacollect fast step for {self._obs_codec.space} / {self._act_codec.space}>",
-                     "exec"), scope)
-        return scope["step" if env_step is not None else "record_step"]
+        return make_fast_step(self, partial(RowRecorder.record_step, self), env_step)
 
     def fused_step(self, env_step: Callable[[Any], tuple]) -> Callable[[Any], tuple] | None:
         """A wrapper's whole ``step(action)`` for this collector: ``env_step(action)`` recorded through the
