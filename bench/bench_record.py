@@ -29,6 +29,8 @@ from gymnasium import spaces
 
 from gym_aquacollect import CollectingWrapper
 
+PLAIN = "plain h5py writer thread (fsync)"
+
 
 class FrameEnv(gym.Env):
     """84x84x3 uint8 frames with a near-free step: a moving bright square on a dim background."""
@@ -58,6 +60,81 @@ class FrameEnv(gym.Env):
         return self.frame, 0.0, False, self.t >= self.episode_length, {}
 
 
+class PlainH5Writer(gym.Wrapper):
+    """The baseline a careful user would write by hand: every step's frame, action, reward and flags are
+    copied into a batch of 256 rows; full batches go through a queue to one thread that appends them to
+    chunked h5py datasets (no compression); ``close()`` drains the queue, flushes and fsyncs the file.
+    No validation, no episode index, no crash safety."""
+
+    BATCH = 256
+
+    def __init__(self, env: gym.Env, path: str, fsync: bool = True) -> None:
+        import queue
+        import threading
+
+        import h5py
+
+        super().__init__(env)
+        self.path, self.fsync = path, fsync
+        shape, dt = env.observation_space.shape, env.observation_space.dtype
+        self.f = h5py.File(path, "w")
+        B = self.BATCH
+        self.cols = {"obs": self.f.create_dataset("obs", (0, *shape), dt, maxshape=(None, *shape), chunks=(64, *shape)),
+                     "act": self.f.create_dataset("act", (0,), np.int64, maxshape=(None,), chunks=(4096,)),
+                     "rew": self.f.create_dataset("rew", (0,), np.float64, maxshape=(None,), chunks=(4096,)),
+                     "done": self.f.create_dataset("done", (0,), np.uint8, maxshape=(None,), chunks=(4096,))}
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(8):  # a bounded pool of batches: the env waits when the writer is 8 batches behind
+            self.free.put({"obs": np.empty((B, *shape), dt), "act": np.empty(B, np.int64),
+                           "rew": np.empty(B, np.float64), "done": np.empty(B, np.uint8)})
+        self.full: queue.Queue = queue.Queue()
+        self.batch, self.k, self.rows = self.free.get(), 0, 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.full.get()
+            if item is None:
+                return
+            batch, n = item
+            a, b = self.rows, self.rows + n
+            for name, ds in self.cols.items():
+                ds.resize(b, axis=0)
+                ds[a:b] = batch[name][:n]
+            self.rows = b
+            self.free.put(batch)
+
+    def step(self, action):
+        out = self.env.step(action)
+        obs, rew, term, trunc, _ = out
+        b, k = self.batch, self.k
+        b["obs"][k] = obs
+        b["act"][k] = action
+        b["rew"][k] = rew
+        b["done"][k] = term | (trunc << 1)
+        self.k = k = k + 1
+        if k == self.BATCH:
+            self.full.put((b, k))
+            self.batch, self.k = self.free.get(), 0
+        return out
+
+    def close(self) -> None:
+        if self.k:
+            self.full.put((self.batch, self.k))
+        self.full.put(None)
+        self.thread.join()
+        self.f.flush()
+        if self.fsync:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.f.close()
+        self.env.close()
+
+
 def drive(env: gym.Env, actions: list, sample: bool) -> int:
     env.reset(seed=0)
     space = env.action_space
@@ -83,7 +160,8 @@ def timed(make: Callable[[], tuple[gym.Env, Callable[[], None]]], actions: list,
     return t1 - t0, t2 - t0
 
 
-def contenders(env_fn: Callable[[], gym.Env], tmp: str, with_minari: bool, compressions: list) -> dict:
+def contenders(env_fn: Callable[[], gym.Env], tmp: str, with_minari: bool, compressions: list,
+               plain: bool = False) -> dict:
     out: dict[str, Callable[[], tuple[gym.Env, Callable[[], None]]]] = {}
 
     def raw():
@@ -91,6 +169,12 @@ def contenders(env_fn: Callable[[], gym.Env], tmp: str, with_minari: bool, compr
         return env, env.close
 
     out["raw env"] = raw
+    if plain:
+        def plain_writer():
+            env = PlainH5Writer(env_fn(), os.path.join(tempfile.mkdtemp(dir=tmp), "plain.h5"))
+            return env, env.close
+
+        out[PLAIN] = plain_writer
     for comp in compressions:
         def rec(comp=comp):
             path = tempfile.mkdtemp(dir=tmp)
@@ -118,12 +202,13 @@ def contenders(env_fn: Callable[[], gym.Env], tmp: str, with_minari: bool, compr
 
 
 def run_table(title: str, env_fn, steps: int, repeats: int, with_minari: bool, compressions: list,
-              sample: bool, bytes_per_step: int = 0) -> None:
+              sample: bool, bytes_per_step: int = 0, plain: bool = False, quiet: bool = False) -> dict[str, float]:
+    """Print one table; returns the median end-to-end seconds per contender."""
     tmp = tempfile.mkdtemp(prefix="aquabench-")
     try:
         rng = np.random.default_rng(0)
         actions = rng.integers(0, env_fn().action_space.n, steps).tolist()
-        cs = contenders(env_fn, tmp, with_minari, compressions)
+        cs = contenders(env_fn, tmp, with_minari, compressions, plain)
         loop: dict[str, list[float]] = {k: [] for k in cs}
         e2e: dict[str, list[float]] = {k: [] for k in cs}
         for _ in range(repeats):
@@ -135,6 +220,8 @@ def run_table(title: str, env_fn, steps: int, repeats: int, with_minari: bool, c
                 shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
         base_loop = statistics.median(loop["raw env"])
         base_e2e = statistics.median(e2e["raw env"])
+        if quiet:
+            return {k: statistics.median(v) for k, v in e2e.items()}
         print(f"\n## {title}: {steps} steps x {repeats} repeats, medians"
               + (" (actions from env.action_space.sample())" if sample else " (precomputed actions)"))
         head = f"| {'contender':<30} | us/step loop | us/step e2e | ratio e2e |"
@@ -148,6 +235,7 @@ def run_table(title: str, env_fn, steps: int, repeats: int, with_minari: bool, c
             if bytes_per_step:
                 row += f" {steps * bytes_per_step / me / 1e9:12.2f} | {(ml - base_loop) / steps * 1e6:20.2f} |"
             print(row)
+        return {k: statistics.median(v) for k, v in e2e.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -206,7 +294,8 @@ def main() -> None:
     run_table("CartPole-v1", cart, 200_000 // q, args.repeats, False, ["auto"], sample=True)
     frame = lambda: FrameEnv()  # noqa: E731
     run_table("84x84x3 uint8 frames, near-free step", frame, 20_000 // q, args.repeats,
-              have_minari and not args.quick, [None, "auto", "lzf"], sample=False, bytes_per_step=84 * 84 * 3)
+              have_minari and not args.quick, [None, "auto", "lzf"], sample=False, bytes_per_step=84 * 84 * 3,
+              plain=True)
     nofsync = {"fsync": False}
 
     def rec_nofsync():

@@ -181,16 +181,12 @@ def _read_json(path: Path) -> Any:
     return obj
 
 
-def file_checksum(path: Path | str, chunk: int = 8 << 20) -> str:
-    """``"crc32:<hex>"`` of a file's bytes."""
-    crc = 0
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            crc = zlib.crc32(b, crc)
-    return f"crc32:{crc:08x}"
+def file_checksum(path: Path | str) -> str:
+    """``"crc32:<hex>"`` of a file's bytes (large files: ranges checksummed in parallel and combined, see
+    :mod:`gym_aquacollect.storage.checksum`; the value is the plain CRC32 either way)."""
+    from gym_aquacollect.storage.checksum import parallel_file_crc32
+
+    return f"crc32:{parallel_file_crc32(path):08x}"
 
 
 def new_writer_id() -> str:

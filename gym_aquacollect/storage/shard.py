@@ -208,6 +208,7 @@ class ShardWriter:
         self.n_segments = 0
         self.n_ended = 0
         self.nbytes = 0
+        self.synced_bytes = 0  # nbytes when the writer last started a background sync (see DatasetWriter)
 
     # -- columns ---------------------------------------------------------------------------------------
     def _dataset(self, kind: str, name: str, arr: np.ndarray, need: int) -> h5py.Dataset:

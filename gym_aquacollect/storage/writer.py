@@ -388,12 +388,38 @@ class DatasetWriter:
             shard.add_episode_ends(*block.end_cols, times=block.end_times)
             n_end += len(block.end_cols[0])
         self._steps_since_commit += block.n_step
+        if self.policy.fsync and shard._fd is not None and shard.nbytes - shard.synced_bytes >= SYNC_AHEAD_BYTES:
+            self._sync_ahead(shard)
         self.stats["steps"] += block.n_step
         self.stats["episodes"] += n_end
         if block.on_written is not None:
             block.on_written()
         if n_end and self.policy.on_episode_end:
             self._commit(wait=True)
+
+    def _sync_ahead(self, shard: ShardWriter) -> None:
+        """Start writing the open shard's data to disk in the finisher thread (``fdatasync`` on a duplicate
+        descriptor) while recording goes on, so the fsync at commit / close has little left to do. A plain
+        writer pays for the whole file at close; this spreads that cost over the run (large-row columns,
+        written with ``os.pwrite``, are the bytes that count)."""
+        shard.synced_bytes = shard.nbytes
+        try:
+            fd = os.dup(shard._fd)
+        except OSError:
+            return
+
+        def sync() -> None:
+            try:
+                os.fdatasync(fd)
+            except OSError:  # a later commit fsyncs (and reports) anyway
+                pass
+            finally:
+                os.close(fd)
+
+        try:
+            self._finisher.submit(sync)
+        except RuntimeError:  # interpreter shutdown: the commit's own fsync will do
+            os.close(fd)
 
     def _ensure_room(self, block: Block) -> None:
         """Refuse (with a clear OSError) to write a block the disk or the file size limit cannot take.
@@ -535,6 +561,9 @@ def _chunk_bytes(shard: ShardWriter | None, kind: str, name: str, a: np.ndarray,
     need = max(1, len(a))
     return int(max(1, min(_CHUNK_BYTES // row, 1 << 16, max(64, 1 << int(need).bit_length())))) * row
 
+
+#: A shard's new large-row bytes after which the writer starts syncing them in the background.
+SYNC_AHEAD_BYTES = 64 << 20
 
 _LIVE: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
 
