@@ -67,7 +67,7 @@ mutate: $(STAMP)
 
 bench: $(STAMP)
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[bench]"
-	$(BIN)/python bench/bench_record.py
+	$(BIN)/python bench/targets.py
 
 # The real lerobot 0.4.4 (the last release for Python 3.11) opens our LeRobot export and we read a dataset it
 # wrote. It pins its own torch, so it gets its own venv (about 8 GB, several minutes): not part of `make test`.

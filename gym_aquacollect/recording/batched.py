@@ -73,9 +73,11 @@ class FinishedEpisodes:
     a :class:`~gym_aquacollect.collectors.filters.TrajectoryFilter` predicate takes).
     """
 
-    def __init__(self, hold: _EpisodeHold, ends: tuple, envs: np.ndarray) -> None:
+    def __init__(self, hold: _EpisodeHold, ends: tuple, envs: np.ndarray, times: np.ndarray | None = None) -> None:
         self._hold = hold
         self.keys, self.lengths, self.returns, self.flags, self.meta = ends
+        #: (n, 2) wall-clock t_start / t_end of each episode (NaN where not known)
+        self.times = np.full((len(self.keys), 2), np.nan) if times is None else times
         self.env_index = envs
         self.collector = hold.collector
 
@@ -89,7 +91,7 @@ class FinishedEpisodes:
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         return self._hold.gather(self.keys[idx], tuple(c[idx] for c in (self.keys, self.lengths, self.returns,
-                                                                       self.flags, self.meta)))
+                                                                       self.flags, self.meta)), self.times[idx])
 
     def trajectories(self, block: Block) -> list[dict[str, Any]]:
         """Per-episode dicts (observations T+1 rows, actions, rewards, flags, length, return, metadata)
@@ -99,14 +101,19 @@ class FinishedEpisodes:
         act_names = ["actions" + ("/" + s if s else "") for s in col._act_codec.names]
         out = []
         _, lengths, rets, _, metas = block.end_cols
+        times = block.end_times if block.end_times is not None else np.full((len(lengths), 2), np.nan)
         for j, (_key, o0, on, s0, sn) in enumerate(block.pieces.tolist()):
+            meta = json.loads(metas[j])
+            for key, t in zip(("t_start", "t_end"), times[j].tolist()):
+                if t == t:
+                    meta.setdefault(key, t)
             out.append({
                 "observations": col._obs_codec.read([block.obs[n][o0:o0 + on] for n in obs_names]),
                 "actions": col._act_codec.read([block.step[n][s0:s0 + sn] for n in act_names]),
                 "rewards": block.step["rewards"][s0:s0 + sn],
                 "terminations": block.step["terminations"][s0:s0 + sn],
                 "truncations": block.step["truncations"][s0:s0 + sn],
-                "length": int(lengths[j]), "return": float(rets[j]), "metadata": json.loads(metas[j]),
+                "length": int(lengths[j]), "return": float(rets[j]), "metadata": meta,
             })
         return out
 
@@ -130,7 +137,7 @@ class _EpisodeHold:
             self.blocks.append(block)
             self.alive.append(np.ones(len(block.pieces), bool))
         if block.end_cols is not None and len(block.end_cols[0]):
-            eps = FinishedEpisodes(self, block.end_cols, envs)
+            eps = FinishedEpisodes(self, block.end_cols, envs, block.end_times)
             self.collector.on_finished_episodes(eps, writer)
             self.discard(block.end_cols[0])
 
@@ -162,7 +169,7 @@ class _EpisodeHold:
         return Block({k: v[oi] for k, v in b.obs.items()}, {k: v[si] for k, v in b.step.items()},
                      len(oi), len(si), pieces, [])
 
-    def gather(self, keys: np.ndarray, end_cols: tuple) -> Block:
+    def gather(self, keys: np.ndarray, end_cols: tuple, end_times: np.ndarray | None = None) -> Block:
         keys = np.asarray(keys, np.int64)
         order = np.argsort(keys, kind="stable")
         parts: list[Block] = []
@@ -174,7 +181,7 @@ class _EpisodeHold:
                 parts.append(sub)
                 pos.append(order[np.searchsorted(keys[order], sub.pieces[:, 0])])
         if not parts:
-            return Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=end_cols)
+            return Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=end_cols, end_times=end_times)
         obs = concat_columns([p.obs for p in parts], [p.n_obs for p in parts])
         step = concat_columns([p.step for p in parts], [p.n_step for p in parts])
         P = np.concatenate([p.pieces for p in parts])
@@ -196,7 +203,7 @@ class _EpisodeHold:
         pieces[:, 2] = n_obs
         pieces[:, 3] = np.cumsum(n_step) - n_step
         pieces[:, 4] = n_step
-        return Block(obs, step, len(oi), len(si), pieces, [], end_cols=end_cols)
+        return Block(obs, step, len(oi), len(si), pieces, [], end_cols=end_cols, end_times=end_times)
 
 
 @dataclass
@@ -600,7 +607,9 @@ class BatchedRecorder:
             self.open &= ~ends.any(axis=0)
         if self.feed == "transitions" and R:
             self._transitions(obs_cols, step, env, first, stepsel, s_env)
-        block = Block(obs, step, R, S, pieces, [], end_cols=_cat_ends(end_parts))
+        ends6 = _cat_ends(end_parts)
+        block = Block(obs, step, R, S, pieces, [], end_cols=None if ends6 is None else ends6[:5],
+                      end_times=None if ends6 is None else ends6[5])
         if self._hold is None:
             writer.write_block(block)
         else:
@@ -652,7 +661,7 @@ class BatchedRecorder:
               times: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
         """Columns of finished episodes. Auto-reset episodes take their metadata JSON from a per-(sub-env,
         flags) table, so no per-episode dict or ``json.dumps`` is built for them; ``times`` (wall-clock
-        start and end per episode) are appended to each JSON text as ``t_start`` / ``t_end``."""
+        start and end per episode) become the sixth column (the shard's ``index/episode_time``)."""
         flags = flags.astype(np.uint8)
         metas = self._meta_table[envs * 4 + flags]
         col = self.collector
@@ -665,14 +674,14 @@ class BatchedRecorder:
         for j in slow:
             metas[j] = self._end_meta(int(envs[j]), int(keys[j]), int(lengths[j]), float(rets[j]), int(flags[j]),
                                       interrupted, int(keys[j]) in missing)
-        if times is not None:
-            metas = np.array([f'{m[:-1]}, "t_start": {a:.6f}, "t_end": {b:.6f}}}'
-                              for m, a, b in zip(metas.tolist(), times[0].tolist(), times[1].tolist())], dtype=object)
         if self.feed != "episodes":  # otherwise the collector counts what it keeps
             col.episode_lengths.extend(lengths.tolist())
             col.episode_returns.extend(rets.tolist())
             col.episode_flags.extend(flags.tolist())
-        return keys.astype(np.int64), lengths.astype(np.int64), rets.astype(np.float64), flags, metas
+        t = np.full((len(keys), 2), np.nan)
+        if times is not None:
+            t[:, 0], t[:, 1] = times
+        return keys.astype(np.int64), lengths.astype(np.int64), rets.astype(np.float64), flags, metas, t
 
     def _final_rows(self, c: Chunk, cols: list[np.ndarray], rows: np.ndarray, ks: np.ndarray, envs: np.ndarray,
                     keys: np.ndarray) -> set[int]:
@@ -799,7 +808,7 @@ class BatchedRecorder:
         if self._hold is not None:
             self._hold.discard(dead)
         if ends is not None:
-            block = Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=ends)
+            block = Block({}, {}, 0, 0, np.zeros((0, 5), np.int64), [], end_cols=ends[:5], end_times=ends[5])
             if self._hold is None:
                 writer.write_block(block)
             else:
