@@ -494,11 +494,15 @@ class BufferCollector(BaseCollector):
         if not n:
             return
         pos = start % cap
+        end = pos + n
         for name, col in cols.items():
             dst = ring.get(name)
             if dst is None:
                 dst = ring[name] = _blank_column(cap, col)
-            _ring_put(dst, pos, col[rows], cap)
+            if end <= cap:
+                dst[pos:end] = col[rows]
+            else:
+                _ring_put(dst, pos, col[rows], cap)
         if len(ring) > len(cols):
             for name, dst in ring.items():
                 if name not in cols:
