@@ -17,9 +17,10 @@ room left in the ring. When a step finds no room, the buffer first takes the row
 (``on_overflow``), so a step that cannot be kept is refused before it is recorded. :meth:`~BufferCollector.sample`
 and ``len()`` take the rows the engine holds too, so they see every step recorded so far.
 
-Layout. Observations live in one ring (T+1 rows per episode: the reset observation, then one per step)
-and steps in another (action, reward, terminated, truncated, info and extra columns, and the absolute
-index of the observation the action was taken at). A step's next observation is the row after its
+Layout. Observations and their info columns live in one ring (T+1 rows per episode: the reset observation,
+then one per step) and steps in another (action, reward, terminated, truncated, extra columns, and the
+absolute index of the observation the action was taken at); each column the engine hands over gets a ring
+column of its own. A step's next observation is the row after its
 observation, so it is stored once and a sampled ``(obs, next_obs)`` pair never crosses an episode
 boundary: the final observation of an episode is a row of its own, the next episode's reset observation
 comes after it.
@@ -27,9 +28,10 @@ comes after it.
 Memory. With ``memory_limit_mb`` the process's resident memory (psutil RSS) is the budget: at
 :meth:`~BufferCollector.start_collection` the ring capacity is cut to what fits between the RSS then
 and the limit (less headroom for the engine's block and for blocks on their way to disk), and RSS is
-polled while recording (when a block arrives and 1024 steps passed since the last poll, or from a thread
-after :meth:`~BufferCollector.enable_async_processing`); if it reaches the limit before the rings are
-full, they stop growing where they are (at the next step). Once full, the oldest transitions leave the
+polled while recording (when a block arrives and 1024 steps passed since the last poll, so the ring grows by
+at most 1024 steps plus one engine block of ``block_bytes`` between polls; or from a thread after
+:meth:`~BufferCollector.enable_async_processing`); if it reaches the limit before the rings are full, they
+stop growing where they are (at the next step). Once full, the oldest transitions leave the
 ring: ``on_overflow="spill"`` (default) writes them to disk, ``"drop"`` discards those not yet written
 (their episodes are then left out of the dataset), ``"raise"`` raises :class:`BufferOverflowError`. The
 first time the memory limit, rather than ``max_buffer_size``, decides the capacity, a warning is logged.
@@ -418,7 +420,9 @@ class BufferCollector(BaseCollector):
             if n_s > self._Cs - (s0 - self._s_lo) or n_o > self._Co - (o0 - self._o_lo):
                 raise RuntimeError(  # the room counter keeps this from happening
                     f"BufferCollector {self.name!r}: a block of {n_s} steps / {n_o} observations does not fit the ring "
-                    f"({self._s_hi - self._s_lo}/{self._Cs} steps, {self._o_hi - self._o_lo}/{self._Co} obs in use)")
+                    f"({self._s_hi - self._s_lo}/{self._Cs} steps, {self._o_hi - self._o_lo}/{self._Co} observations "
+                    "in use). This is a bug: please report it with the collector's arguments; on_block is fed by the "
+                    "engine, which BufferCollector.record_step keeps within the ring's room.")
             self._copy_columns(self._ro, block.obs, o_rows, o0, n_o, self._Co)
             self._copy_columns(self._rs, block.step, s_rows, s0, n_s, self._Cs)
             self._o_hi, self._s_hi = o0 + n_o, s0 + n_s
