@@ -11,7 +11,9 @@ recording itself (validation, copying each value, episode bookkeeping) stays the
   then call ``block.on_written()`` if it is set.
 * ``on_episode_end(end)`` - bookkeeping for a finished episode (``end.length``, ``end.ret``,
   ``end.flags``, ``end.meta``); call ``super().on_episode_end(end)`` so the end travels with its block.
-* ``_open_writer()`` / ``_finalize()`` - open / close the sink (here: none).
+* ``open_writer()`` / ``finalize()`` - open / close the sink (here: none; the old names ``_open_writer`` /
+  ``_finalize`` still work).
+* ``handoff()`` (not a hook: call it) - hand the rows recorded so far to ``on_block`` now.
 * ``get_dataset_statistics()`` - add your own figures to the seed's keys.
 
 Run: ``python examples/custom_collector.py``.
@@ -50,7 +52,7 @@ class InMemoryCollector(BaseCollector):
         self.episodes: list[dict[str, Any]] = []
         self._parts: dict[int, list[tuple[dict, dict]]] = {}
 
-    def _open_writer(self) -> None:  # no dataset directory, no writer thread
+    def open_writer(self) -> None:  # no dataset directory, no writer thread
         self.writer = None
 
     def on_block(self, block: Block) -> None:
@@ -71,10 +73,9 @@ class InMemoryCollector(BaseCollector):
             })
 
     def flush(self) -> None:
-        if self.collecting:
-            self._handoff()
+        self.handoff()
 
-    def _finalize(self) -> None:
+    def finalize(self) -> None:
         pass
 
     def get_dataset_statistics(self) -> dict[str, Any]:

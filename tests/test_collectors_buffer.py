@@ -220,3 +220,199 @@ def test_dict_observations_and_step_callbacks(tmp_path):
     env.close()
     ds = load_dataset(buf.dataset_path)
     assert ds[0].extras["t"].tolist() == [0, 1, 2, 3]
+
+
+class CountEnv(gym.Env):
+    """Observation ``[episode, t]``; episodes of ``length`` steps; info ``t`` always, ``late`` from t >= 30 of the
+    run's step count, ``even`` on even t only, so stored infos can be checked row by row."""
+
+    observation_space = spaces.Box(-1e9, 1e9, (2,), np.float32)
+    action_space = spaces.Discrete(4)
+
+    def __init__(self, length=17):
+        self.length, self.k, self.n = length, -1, 0
+
+    def info(self):
+        out = {"t": self.t}
+        if self.n >= 30:
+            out["late"] = float(self.n)
+        if self.t % 2 == 0:
+            out["even"] = self.t * 10
+        return out
+
+    def obs(self):
+        return np.array([self.k, self.t], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.k, self.t = self.k + 1, 0
+        return self.obs(), self.info()
+
+    def step(self, action):
+        self.t += 1
+        self.n += 1
+        return self.obs(), float(action), self.t >= self.length, False, self.info()
+
+
+def test_sample_and_len_see_every_step_recorded_so_far(tmp_path):
+    buf = BufferCollector(name="s", save_path=tmp_path, max_buffer_size=1000)
+    env = CollectingWrapper(CountEnv(length=9), collector=buf)
+    env.reset(seed=0)
+    for n in range(1, 41):
+        env.step(n % 4)
+        if env.collector.awaiting_reset:
+            env.reset()
+        assert len(buf) == n  # the rows the engine still held were handed over
+        if n in (1, 2, 9, 10, 23):
+            b = buf.sample(4000, seed=n)
+            pairs = {(tuple(o), tuple(x)) for o, x in zip(b["obs"].tolist(), b["next_obs"].tolist())}
+            want = {((k, t - 1), (k, t)) for k in range(5) for t in range(1, 10) if 9 * k + t <= n}
+            assert pairs == {(tuple(map(float, o)), tuple(map(float, x))) for o, x in want}
+    env.close()
+
+
+def test_infos_and_extras_reach_disk_through_the_ring(tmp_path):
+    buf = BufferCollector(name="i", save_path=tmp_path, max_buffer_size=50, buffer_batch_size=8, record_infos=True,
+                          step_callbacks=[lambda c, s: {"twice": 2 * s["t"]}])
+    env = CollectingWrapper(CountEnv(length=17), collector=buf)
+    env.reset(seed=0)
+    for _ in range(200):
+        *_, term, trunc, _ = env.step(1)
+        if term or trunc:
+            env.reset()
+    env.close()
+    assert buf.spilled_steps > 0
+    ds = load_dataset(buf.dataset_path)
+    assert ds.total_steps == 200 and len(ds) == 12
+    n = 0  # steps of the run before each row
+    for k, ep in enumerate(ds):
+        t = np.arange(len(ep) + 1)
+        np.testing.assert_array_equal(ep.observations, np.stack([np.full_like(t, k), t], 1))
+        assert ep.infos["t"].tolist() == t.tolist()
+        run_n = n + t  # CountEnv.n when each row's info was made (reset rows: the previous step's count)
+        # a key absent from an episode has no column there; a key present on every row has no mask
+        late = ep.infos.get("_late", np.full(len(t), "late" in ep.infos))
+        assert late.tolist() == (run_n >= 30).tolist()
+        if late.any():
+            np.testing.assert_array_equal(ep.infos["late"][late], run_n[late])
+        assert ep.infos["_even"].tolist() == (t % 2 == 0).tolist()
+        np.testing.assert_array_equal(ep.infos["even"][t % 2 == 0], 10 * t[t % 2 == 0])
+        assert ep.extras["twice"].tolist() == (2 * t[:-1]).tolist()
+        n += len(ep)
+
+
+def test_steps_that_are_not_recorded_need_no_room(tmp_path):
+    """A full ring of unsaved data with on_overflow='raise' only refuses steps that would be recorded."""
+    buf = BufferCollector(name="r", save_path=tmp_path, max_buffer_size=10, buffer_batch_size=5, on_overflow="raise",
+                          schedule=lambda i: i == 0)
+    env = CollectingWrapper(CountEnv(length=10), collector=buf)
+    env.reset(seed=0)
+    for _ in range(30):  # episode 0 fills the ring; episodes 1 and 2 are not recorded
+        *_, term, _, _ = env.step(0)
+        if term:
+            env.reset()
+    assert len(buf) == 10
+    env.close()
+    ds = load_dataset(buf.dataset_path)
+    assert len(ds) == 1 and len(ds[0]) == 10 and buf.get_dataset_statistics()["skipped_episodes"] == 2
+
+
+@pytest.mark.parametrize("before_close", ["sample", "flush"])
+def test_an_episode_handed_over_before_it_ends_is_stored_whole(tmp_path, before_close):
+    buf = BufferCollector(name="h", save_path=tmp_path, max_buffer_size=100)
+    env = CollectingWrapper(CountEnv(length=50), collector=buf)
+    env.reset(seed=0)
+    for _ in range(13):
+        env.step(0)
+    getattr(buf, before_close)()  # all 13 rows leave the engine (flush: and reach the disk) before the end
+    env.close()
+    (ep,) = load_dataset(buf.dataset_path)
+    assert len(ep) == 13 and ep.metadata["interrupted"] == "close" and ep.metadata["truncated"]
+    assert ep.observations[:, 1].tolist() == list(range(14))
+
+
+def test_on_block_takes_pieces_in_any_row_layout(tmp_path):
+    """Blocks from another producer: pieces whose rows are not in piece order, unused rows between them, and an
+    episode that continues from one block into the next; a few pieces per block, then many."""
+    from gym_aquacollect.collectors.base import env_info
+    from gym_aquacollect.storage.writer import Block, EpisodeEnd, Piece
+
+    def block(parts):
+        """``parts``: (key, first t, steps, starts the episode, ends it); rows laid out last part first."""
+        obs_rows, act_rows, pieces, ends, o, s = [], [], [], [], 0, 0
+        for key, t0, n, starts, ends_here in reversed(parts):
+            ts = range(t0 if starts else t0 + 1, t0 + n + 1)  # a continuation has no row for t0 (sent before)
+            obs_rows += [[key, t] for t in ts] + [[-1, -1]]  # one unused row after each piece
+            act_rows += [t % 4 for t in range(t0, t0 + n)] + [3]
+            pieces.append(Piece(key, o, len(ts), s, n))
+            o, s = o + len(ts) + 1, s + n + 1
+            if ends_here:
+                ends.append(EpisodeEnd(key, t0 + n, 0.0, 1, {"seed": None}))
+        pieces.sort(key=lambda p: p.key)
+        nst = len(act_rows)
+        return Block({"observations": np.array(obs_rows, np.float32)},
+                     {"actions": np.array(act_rows, np.int64), "rewards": np.zeros(nst),
+                      "terminations": np.zeros(nst, bool), "truncations": np.zeros(nst, bool)},
+                     len(obs_rows), nst, pieces, ends[::-1])
+
+    lengths = {k: 3 + (k % 4) for k in range(20)}
+    blocks = [[(0, 0, lengths[0], True, True), (1, 0, 2, True, False)],  # episode 1 continues in the next block
+              [(1, 2, lengths[1] - 2, False, True), (2, 0, lengths[2], True, True)],
+              [(k, 0, lengths[k], True, True) for k in range(3, 9)] + [(9, 0, 1, True, False)],
+              [(9, 1, lengths[9] - 1, False, True)] + [(k, 0, lengths[k], True, True) for k in range(10, 16)]]
+    buf = BufferCollector(name="p", save_path=tmp_path, max_buffer_size=1000)
+    buf.initialize_configs(env_info(CountEnv()))
+    buf.start_collection()
+    total = 0
+    for parts in blocks:
+        buf.on_block(block(parts))
+        total += sum(n for _, _, n, _, _ in parts)
+        assert len(buf) == total
+        b = buf.sample(3000, seed=0)
+        np.testing.assert_array_equal(b["next_obs"][:, 0], b["obs"][:, 0])  # never across episodes
+        np.testing.assert_array_equal(b["next_obs"][:, 1], b["obs"][:, 1] + 1)
+        np.testing.assert_array_equal(b["action"], b["obs"][:, 1] % 4)
+        assert (b["obs"][:, 0] >= 0).all()  # the unused rows are never taken
+        assert set(b["obs"][:, 0].astype(int).tolist()) == {k for p in blocks[:blocks.index(parts) + 1] for k, *_ in p}
+    buf.end_collection()
+    ds = load_dataset(buf.dataset_path)
+    assert len(ds) == 16
+    for k, ep in enumerate(ds):
+        assert ep.observations.tolist() == [[k, t] for t in range(lengths[k] + 1)]
+        assert ep.actions.tolist() == [t % 4 for t in range(lengths[k])]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_ring_sizes_and_hand_overs_keep_every_transition_exact(tmp_path, seed):
+    """Random ring / batch sizes, episode lengths and calls of sample / flush / len between steps: the ring
+    always holds the latest transitions exactly, and the dataset (spill) holds every episode exactly."""
+    rng = np.random.default_rng(seed)
+    cap, batch = int(rng.integers(1, 40)), int(rng.integers(1, 12))
+    buf = BufferCollector(name="f", save_path=tmp_path, max_buffer_size=cap, buffer_batch_size=batch,
+                          block_bytes=int(rng.choice([200, 4 << 20])))
+    env = CollectingWrapper(CountEnv(length=int(rng.integers(1, 9))), collector=buf)
+    env.reset(seed=0)
+    done_steps = []  # (episode, t) of each recorded step, in order
+    for _ in range(300):
+        obs, *_ = env.step(int(rng.integers(4)))
+        done_steps.append((int(obs[0]), int(obs[1])))
+        if env.collector.awaiting_reset:
+            env.unwrapped.length = int(rng.integers(1, 9))
+            env.reset()
+        r = rng.random()
+        if r < 0.2:
+            n = len(buf)  # fewer than cap when short episodes fill the observation ring first
+            assert 1 <= n <= min(cap, len(done_steps))
+            b = buf.sample(2000)
+            got = {(int(o[0]), int(x[1])) for o, x in zip(b["obs"], b["next_obs"])}
+            assert done_steps[-1] in got and got <= set(done_steps[-n:])  # the newest step, nothing older
+            assert (b["next_obs"][:, 1] == b["obs"][:, 1] + 1).all()
+        elif r < 0.25:
+            buf.flush()
+    env.close()
+    ds = load_dataset(buf.dataset_path)
+    assert ds.total_steps == 300
+    stored = [(k, t) for k, ep in enumerate(ds) for t in ep.observations[1:, 1].astype(int).tolist()]
+    assert stored == done_steps
+    for ep in ds:
+        assert ep.observations[:, 1].tolist() == list(range(len(ep) + 1))

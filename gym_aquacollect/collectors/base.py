@@ -11,13 +11,45 @@ count. Every few thousand steps (or ~1 s, or on :meth:`flush`) the filled rows g
 thread as views, without another copy. Episode rows stay contiguous inside a block, so the writer
 stores them as segments of a columnar shard.
 
-Writing a custom collector: subclass :class:`BaseCollector` and override any of
-:meth:`on_block` (what to do with a :class:`~gym_aquacollect.storage.writer.Block` of rows instead of
-streaming it to disk; call ``block.on_written()`` once its arrays are no longer needed),
-:meth:`on_episode_end` (per-episode bookkeeping; keep appending to ``self._ends``),
-:meth:`_open_writer` / :meth:`_finalize` (no writer, or a different sink) and
-:meth:`get_dataset_statistics`. The hot path (:meth:`begin_episode`, :meth:`record_step`) is
+Writing a custom collector: subclass :class:`BaseCollector` and override any of its public extension points:
+
+* :meth:`~BaseCollector.on_block` - what to do with a :class:`~gym_aquacollect.storage.writer.Block` of rows
+  instead of streaming it to disk; call ``block.on_written()`` once its arrays are no longer needed.
+* :meth:`~BaseCollector.on_episode_end` - per-episode bookkeeping; call ``super().on_episode_end(end)`` so
+  the end travels with its block.
+* :meth:`~BaseCollector.open_writer` - open the sink at :meth:`~BaseCollector.start_collection` (set
+  ``self.writer``; ``None`` for a collector that keeps its data in memory).
+* :meth:`~BaseCollector.finalize` - close the sink at :meth:`~BaseCollector.end_collection`, after the
+  last rows were handed over (write what is still held, then ``super().finalize()``).
+* :meth:`~BaseCollector.get_dataset_statistics` - add figures of your own.
+
+The hot path (:meth:`begin_episode`, :meth:`record_step`) is
 :class:`~gym_aquacollect.recording.row.RowRecorder`'s, which BaseCollector mixes in; it calls these hooks.
+``handoff()`` hands the rows recorded so far to ``on_block`` at once (for a collector that must see every
+step, e.g. :meth:`BufferCollector.sample <gym_aquacollect.collectors.BufferCollector.sample>`).
+The names used before the redesign (``_on_block``, ``_on_episode_end``, ``_open_writer``, ``_finalize``, ...:
+:data:`LEGACY_NAMES`) still work, overridden or called through ``super()``.
+
+Example (a collector that counts steps and keeps nothing):
+    >>> import gymnasium as gym
+    >>> from gym_aquacollect import CollectingWrapper
+    >>> class Counter(BaseCollector):
+    ...     rows = 0
+    ...     def open_writer(self):
+    ...         self.writer = None
+    ...     def on_block(self, block):
+    ...         self.rows += block.n_step
+    ...         if block.on_written is not None:
+    ...             block.on_written()
+    ...     def finalize(self):
+    ...         pass
+    >>> env = CollectingWrapper(gym.make("CartPole-v1"), collector=Counter())
+    >>> _ = env.reset(seed=0)
+    >>> for _ in range(5):
+    ...     _ = env.step(0)
+    >>> env.collector.handoff()
+    >>> env.collector.rows
+    5
 
 Batched recording (``CollectingVectorWrapper``, Isaac Lab, multi-agent) does not use the single-env hot
 path: it splits chunks of N sub-envs in the writer thread. The class attribute :attr:`BaseCollector.batched_mode`
@@ -137,6 +169,9 @@ def env_info(env: gym.Env) -> dict[str, Any]:
 LEGACY_HOOKS = {"_on_block": "on_block", "_on_episode_end": "on_episode_end",
                 "_on_finished_episodes": "on_finished_episodes", "_start_transitions": "start_transitions",
                 "_on_transitions": "on_transitions"}
+#: every old private name of a public extension point -> its public name: the hooks, and the sink's
+#: ``_open_writer`` / ``_finalize``
+LEGACY_NAMES = {**LEGACY_HOOKS, "_open_writer": "open_writer", "_finalize": "finalize"}
 
 
 class BaseCollector(RowRecorder, ExportMixin):
@@ -178,12 +213,20 @@ class BaseCollector(RowRecorder, ExportMixin):
     batched_mode: ClassVar[str] = "stream"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass written against the old private hook names (``_on_block``, ...) keeps working: its
-        override is installed under the public name too (see :data:`LEGACY_HOOKS`)."""
+        """A subclass written against the old private names (``_on_block``, ``_finalize``, ...) keeps working: its
+        override is installed under the public name too, and a public override under the old name, so that a
+        subclass of it calling ``super()._finalize()`` reaches it (see :data:`LEGACY_NAMES`). The names added
+        are listed in ``cls._legacy_aliases``."""
         super().__init_subclass__(**kwargs)
-        for old, new in LEGACY_HOOKS.items():
-            if old in vars(cls) and new not in vars(cls):
-                setattr(cls, new, vars(cls)[old])
+        own, made = vars(cls), set()
+        for old, new in LEGACY_NAMES.items():
+            if old in own and new not in own:
+                setattr(cls, new, own[old])
+                made.add(new)
+            elif new in own and old not in own:
+                setattr(cls, old, own[new])
+                made.add(old)
+        cls._legacy_aliases = frozenset(made)
 
     def __init__(
         self,
@@ -313,7 +356,7 @@ class BaseCollector(RowRecorder, ExportMixin):
         from gym_aquacollect.storage.writer import maybe_handle_sigterm_from_env
 
         maybe_handle_sigterm_from_env()
-        self._open_writer()
+        self.open_writer()
         self._wstate = self.writer if self.writer is not None else _NoWriter
         self._pool: deque[tuple[list, list, np.ndarray, np.ndarray, np.ndarray]] = deque()
         self._infos = DynamicColumns("infos/", "info", on_new_column=self._resize_block)
@@ -334,7 +377,10 @@ class BaseCollector(RowRecorder, ExportMixin):
         self.collecting = True
         _LIVE_COLLECTORS.add(self)
 
-    def _open_writer(self) -> None:
+    def open_writer(self) -> None:
+        """Open the sink (called by :meth:`start_collection`): ``self.writer``, a
+        :class:`~gym_aquacollect.storage.writer.DatasetWriter` for :attr:`dataset_path`. Override it to write
+        elsewhere, or set ``self.writer = None`` to keep the data in memory (then override :meth:`on_block`)."""
         meta, codecs = self._dataset_meta(), None
         if self.codecs:
             from gym_aquacollect.storage.codecs import resolve_codecs
@@ -428,7 +474,7 @@ class BaseCollector(RowRecorder, ExportMixin):
                 self._finish_episode(False, True, interrupted=interrupted)
             self._ep_open = self._fast = False
             self._handoff(final=True)
-            self._finalize()
+            self.finalize()
         finally:
             self.collecting = False
 
@@ -441,7 +487,9 @@ class BaseCollector(RowRecorder, ExportMixin):
             out["dropped_extras"] = dict(self._extras.dropped)
         return out
 
-    def _finalize(self) -> None:
+    def finalize(self) -> None:
+        """Close the sink (called by :meth:`end_collection` after the last rows were handed over): record the
+        values that could not be stored in the manifest, commit and stop the writer."""
         if self.writer is not None:
             dropped = self._dropped_counts()
             if dropped:
@@ -514,7 +562,7 @@ class BaseCollector(RowRecorder, ExportMixin):
         return json.dumps(self.get_dataset_statistics(), default=repr)
 
 
-for _old, _new in LEGACY_HOOKS.items():
+for _old, _new in LEGACY_NAMES.items():
     setattr(BaseCollector, _old, getattr(BaseCollector, _new))
 
 
@@ -539,8 +587,8 @@ def batched_mode(collector: Any) -> str:
         for klass in type(collector).__mro__:
             if klass is BaseCollector:
                 break
-            over = [h for h in hooks if h in vars(klass)]
-            over = [h for h in over if not any(h == new and old in over for old, new in LEGACY_HOOKS.items())]
+            aliases = vars(klass).get("_legacy_aliases", ())  # names BaseCollector added, not the subclass
+            over = [h for h in hooks if h in vars(klass) and h not in aliases]
             if over:
                 raise TypeError(
                     f"{name} overrides {over}, which batched recording (CollectingVectorWrapper, Isaac Lab, "

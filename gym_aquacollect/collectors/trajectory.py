@@ -122,12 +122,13 @@ class TrajectoryCollector(BaseCollector):
         for end in block.ends:
             self._decide(end, self._pending.pop(end.key, []))
 
-    def _finalize(self) -> None:
+    def finalize(self) -> None:
+        """Write the top-k episodes still held (in the order they finished), then close the dataset."""
         held = sorted(self._held, key=lambda h: -h[1])  # finish order
         self._held = []
         for _, _, end, block in held:
             self._write(end, block)
-        super()._finalize()
+        super().finalize()
 
     # -- deciding ----------------------------------------------------------------------------------------
     def _trajectory(self, end: EpisodeEnd, obs: dict[str, np.ndarray], step: dict[str, np.ndarray]) -> dict[str, Any]:

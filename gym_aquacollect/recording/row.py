@@ -163,6 +163,13 @@ class RowRecorder:
         if self.writer is not None:
             self.writer.check()
 
+    def handoff(self) -> None:
+        """Hand the rows recorded so far to ``on_block`` now, instead of when the block fills (or ~1 s passed):
+        for a collector that must see every step, e.g. ``BufferCollector.sample``. A reset observation whose
+        episode has no step yet stays until it has one. Does nothing when the collection is not running."""
+        if self.collecting:
+            self._handoff()
+
     def begin_episode(self, observation: Any, info: dict[str, Any] | None = None, *, seed: Any = None,
                       options: Any = None, metadata: dict[str, Any] | None = None) -> None:
         """Open a new episode with its reset observation (ends an open one as truncated)."""
