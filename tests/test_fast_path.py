@@ -224,3 +224,30 @@ def test_a_malformed_time_column_is_refused_naming_the_shard(tmp_path: Path, lie
     _reseal(path)
     with pytest.raises(DatasetFormatError, match=shard.name):
         load_dataset(path)
+
+
+def test_every_steps_commits_while_recording_without_waiting_for_a_full_block(tmp_path: Path) -> None:
+    """``FlushPolicy(every_steps=N)``: rows reach the writer at least every N steps (the row path's blocks
+    are capped at N rows), so the manifest lists committed steps long before a 64k-row block would fill."""
+    import time
+
+    from gym_aquacollect.storage.manifest import MANIFEST_DIR, Manifest
+
+    path = tmp_path / "ds"
+    env = CollectingWrapper(gym.make("CartPole-v1"), path,
+                            flush_policy={"every_steps": 1000, "every_seconds": None})
+    env.reset(seed=0)
+    for _ in range(3500):
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    (manifest,) = (path / MANIFEST_DIR).glob("*.json")
+    deadline, listed = time.monotonic() + 20, 0
+    while time.monotonic() < deadline:  # the writer thread commits asynchronously: wait for the event
+        listed = sum(s.n_step_rows for s in Manifest.load(manifest).shards)
+        if listed >= 1500:
+            break
+        time.sleep(0.05)
+    env.close()
+    # a block holds at most 1000 rows and a commit needs 1000 new steps: at most ~2000 steps wait
+    assert listed >= 1500, f"only {listed} of 3500 steps committed with every_steps=1000"

@@ -15,6 +15,7 @@ warm-up plus ``ALLOCATOR_SLACK_MB``: ~1.6x the worst measured rate, while a real
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_soak_rss_and_file_handles_flat(tmp_path: Path, soak: bool) -> None:
             episodes += 1
         if i % sample_every == 0:
             env.flush()
+            gc.collect()  # what earlier tests left for the collector (open files among it) goes first
             samples.append((i, proc.memory_info().rss / 2**20, proc.num_fds(), episodes))
     env.close()
     seconds = time.perf_counter() - t0
@@ -67,4 +69,5 @@ def test_soak_rss_and_file_handles_flat(tmp_path: Path, soak: bool) -> None:
     allowed = (last[3] - warm[3]) * PER_EPISODE_BYTES / 2**20 + ALLOCATOR_SLACK_MB
     assert rss_growth <= allowed, (f"RSS grew {rss_growth:.1f} MB after warm-up over {last[3] - warm[3]} episodes "
                                    f"(allowed {allowed:.1f} MB): {samples}")
-    assert max(fds) - min(fds) <= 2, f"open file handles vary: {samples}"
+    # a leak grows the count; in a full test run, objects other tests left behind may close theirs meanwhile
+    assert max(fds) <= warm[2] + 2, f"open file handles grow: {samples}"

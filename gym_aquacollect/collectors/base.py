@@ -371,6 +371,8 @@ class BaseCollector(RowRecorder, ExportMixin):
         self._warned_after_done = False
         self._handoff_every = min(1.0, self.flush_policy.every_seconds or 1.0)
         self._handoff_on_end = self.flush_policy.on_episode_end
+        if self.flush_policy.every_steps:  # a commit every N steps needs the rows at the writer by then
+            self._rows = int(min(self._rows, max(64, self.flush_policy.every_steps)))
         self._choose_layout()
         self._new_block()
         self._specialise()

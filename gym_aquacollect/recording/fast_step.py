@@ -37,7 +37,7 @@ FAST_STEP = """\
     if ({action_ok}
             and type(observation) is nd and observation.dtype is odt and observation.shape == osh
             and (tr is float or tr is f64) and (tt is bool or tt is b_) and (tu is bool or tu is b_)
-            and s._fast and j != s._cap and not ws.failed):
+            and s._fast and j != s._cap and not ws.failed and not s.step_callbacks):
         s._acol[i] = action
         s._ocol[j] = {obs_row}
         s._rew[i] = reward

@@ -191,7 +191,7 @@ class RowRecorder:
             self._ep_meta = {"seed": None, "options": None}
         else:
             self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **_jsonable(metadata or {})}
-        self._fast = self._ep_recording and not self.step_callbacks
+        self._fast = self._ep_recording
         if not self._ep_recording:
             return
         self._ep_key += 1
