@@ -48,8 +48,11 @@ FAST_STEP = """\
         s._ns, s._no = i + 1, j + 1
         if terminated or truncated:
             s._finish_episode(bool(terminated), bool(truncated))
-        elif not i & 255 and monotonic() - s._last_handoff > s._handoff_every:
-            s._handoff()
+        elif not i & 255:
+            if ws.busy:
+                ws.let_run()
+            if monotonic() - s._last_handoff > s._handoff_every:
+                s._handoff()
     else:
         general(action, observation, reward, terminated, truncated, info)
     return {ret}

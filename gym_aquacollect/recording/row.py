@@ -229,8 +229,10 @@ class RowRecorder:
         self._ns, self._no = i + 1, j + 1
         if terminated or truncated:
             self._finish_episode(bool(terminated), bool(truncated))
-        elif not i & 255 and time.monotonic() - self._last_handoff > self._handoff_every:
-            self._handoff()
+        elif not i & 255:
+            self._wstate.let_run()  # see DatasetWriter.let_run (the GIL convoy)
+            if time.monotonic() - self._last_handoff > self._handoff_every:
+                self._handoff()
 
     def _cur_len(self) -> int:
         """Steps of the open episode so far."""
