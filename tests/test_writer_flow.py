@@ -1,0 +1,97 @@
+"""The writer thread and the recording loop share the GIL: the loop lets a busy writer run
+(DatasetWriter.let_run), and the first shard's columns are created before recording starts
+(DatasetWriter.prepare) without leaving an empty shard behind."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from gym_aquacollect import CollectingVectorWrapper, CollectingWrapper, RLCollector, load_dataset
+from gym_aquacollect.storage import writer as writer_mod
+from gym_aquacollect.storage.manifest import MANIFEST_DIR, Manifest
+
+
+def test_let_run_yields_only_while_the_writer_has_work(tmp_path: Path, monkeypatch) -> None:
+    env = CollectingWrapper(gym.make("CartPole-v1"), tmp_path / "ds")
+    w = env.collector.writer
+    slept: list[float] = []
+    monkeypatch.setattr(writer_mod.time, "sleep", lambda s: slept.append(s))
+    assert not w.busy
+    w.let_run()
+    assert slept == []
+    gate = threading.Event()
+    w.submit(lambda _w: gate.wait(10))  # the writer is now busy until the gate opens
+    assert w.busy
+    w.let_run()
+    assert slept == [0]
+    gate.set()
+    monkeypatch.undo()
+    w.flush()
+    assert not w.busy
+    env.close()
+
+
+def test_the_recording_loop_lets_a_busy_writer_run(tmp_path: Path, monkeypatch) -> None:
+    env = CollectingWrapper(gym.make("CartPole-v1"), tmp_path / "ds")
+    w = env.collector.writer
+    calls = []
+    real = w.let_run
+    monkeypatch.setattr(w, "let_run", lambda: (calls.append(1), real())[1])
+    gate = threading.Event()
+    w.submit(lambda _w: gate.wait(10))
+    env.reset(seed=0)
+    for _ in range(2048):
+        _, _, term, trunc, _ = env.step(0)
+        if term or trunc:
+            env.reset()
+    gate.set()
+    env.close()
+    assert len(calls) >= 4, "the step loop did not offer the busy writer the GIL"
+    assert load_dataset(tmp_path / "ds").total_steps == 2048
+
+
+def test_vector_loop_lets_a_busy_writer_run(tmp_path: Path, monkeypatch) -> None:
+    env = CollectingVectorWrapper(gym.make_vec("CartPole-v1", num_envs=4), tmp_path / "v")
+    w = env._rec.writer
+    calls = []
+    real = w.let_run
+    monkeypatch.setattr(w, "let_run", lambda: (calls.append(1), real())[1])
+    gate = threading.Event()
+    w.submit(lambda _w: gate.wait(10))
+    env.reset(seed=0)
+    for _ in range(64):
+        env.step(np.zeros(4, np.int64))
+    gate.set()
+    env.close()
+    assert len(calls) >= 4
+
+
+def test_a_prepared_shard_without_rows_is_not_committed(tmp_path: Path) -> None:
+    path = tmp_path / "ds"
+    env = CollectingWrapper(gym.make("CartPole-v1"), path)
+    assert list((path / "shards").glob("*.h5")), "prepare() should have created the first shard"
+    env.close()  # closed before any reset or step: nothing to store
+    assert not list((path / "shards").glob("*.h5"))
+    (manifest,) = (path / MANIFEST_DIR).glob("*.json")
+    assert Manifest.load(manifest).shards == []
+    assert len(load_dataset(path)) == 0
+
+
+def test_prepared_columns_take_the_data_that_follows(tmp_path: Path) -> None:
+    path = tmp_path / "ds"
+    col = RLCollector(compression="gzip")
+    env = CollectingWrapper(gym.make("CartPole-v1"), path, collector=col)
+    env.reset(seed=1)
+    obs = []
+    for _ in range(50):
+        o, _, term, trunc, _ = env.step(1)
+        obs.append(o)
+        if term or trunc:
+            break
+    env.close()
+    ep = load_dataset(path)[0]
+    np.testing.assert_array_equal(ep.observations[1:], np.stack(obs))
