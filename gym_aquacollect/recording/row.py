@@ -35,6 +35,7 @@ from gym_aquacollect.schema.columns import DynamicColumns
 from gym_aquacollect.schema.columns import jsonable as _jsonable
 from gym_aquacollect.schema.flags import TERM as _TERM
 from gym_aquacollect.schema.flags import TRUNC as _TRUNC
+from gym_aquacollect.storage.shard import PLAIN_EPISODE_META
 from gym_aquacollect.storage.writer import Block, EpisodeEnd, Piece
 
 __all__ = ["RowRecorder", "engine_default"]
@@ -188,7 +189,7 @@ class RowRecorder:
         self._skip_len, self._skip_ret = 0, 0.0
         self._ep_t0 = time.time()  # wall-clock start (metadata["t_start"])
         if seed is None and options is None and not metadata:
-            self._ep_meta = {"seed": None, "options": None}
+            self._ep_meta = None  # built only if needed (callbacks, an interruption, hooks): see _finish_episode
         else:
             self._ep_meta = {"seed": _jsonable(seed), "options": _jsonable(options), **_jsonable(metadata or {})}
         self._fast = self._ep_recording
@@ -377,36 +378,32 @@ class RowRecorder:
                 "Gymnasium leaves this undefined, so such steps are not recorded. Call env.reset() after a done."
             )
 
-    def _close_episode_meta(self, terminated: bool, truncated: bool, interrupted: str | None) -> dict[str, Any]:
-        """The open episode's metadata with its end recorded: flags, wall-clock start/end, why it was cut."""
-        meta = self._ep_meta
-        meta["terminated"], meta["truncated"] = terminated, truncated
-        meta["t_start"], meta["t_end"] = getattr(self, "_ep_t0", None), time.time()
-        if interrupted:
-            meta["interrupted"] = interrupted
-        return meta
-
     def _finish_episode(self, terminated: bool, truncated: bool, interrupted: str | None = None) -> None:
         ns, no, ps, po = self._ns, self._no, self._piece_s, self._piece_o
         if self._ep_recording:
             length, ret = self._ep_len0 + ns - ps, self._ep_ret0 + sum(self._rew[ps:ns])
         else:
             length, ret = self._cur_len(), self._cur_ret()
-        meta = self._ep_meta
-        meta["terminated"], meta["truncated"] = terminated, truncated
-        meta["t_start"], meta["t_end"] = self._ep_t0, time.time()
-        if interrupted:
-            meta["interrupted"] = interrupted
-        if self.episode_callbacks:
-            self.run_episode_callbacks(self._episode_index, length, ret, terminated, truncated, meta)
         flags = (_TERM if terminated else 0) | (_TRUNC if truncated else 0)
+        t_end = time.time()
+        meta = self._ep_meta
+        if meta is None and (interrupted or self.episode_callbacks or not self._plain):
+            meta = {"seed": None, "options": None}
+        if meta is not None:  # otherwise: the plain metadata, one constant text per flags (no dict)
+            meta["terminated"], meta["truncated"] = terminated, truncated
+            meta["t_start"], meta["t_end"] = self._ep_t0, t_end
+            if interrupted:
+                meta["interrupted"] = interrupted
+            if self.episode_callbacks:
+                self.run_episode_callbacks(self._episode_index, length, ret, terminated, truncated, meta)
         key = self._ep_key
         self._seg.extend((key, po, no - po, ps, ns - ps))
         self._piece_o, self._piece_s = no, ns
         self._ep_open = self._fast = False
         self._ep_done = True
         if self._plain:  # the default on_episode_end, without building an EpisodeEnd per episode
-            self._end_rows.append((key, length, ret, flags, meta))
+            self._end_rows.append((key, length, ret, flags, PLAIN_EPISODE_META[flags] if meta is None else meta,
+                                   self._ep_t0, t_end))
             self.episode_lengths.append(length)
             self.episode_returns.append(ret)
             self.episode_flags.append(flags)
@@ -438,22 +435,23 @@ class RowRecorder:
         step["terminations"] = np.array(self._term[ss:ns], dtype=bool)
         step["truncations"] = np.array(self._trunc[ss:ns], dtype=bool)
         step.update(self._extras.columns(ss, ns))
-        seg, end_cols = self._seg, None
+        seg, end_cols, end_times = self._seg, None, None
         if self._plain:  # the writer takes segments and ends as columns
             pieces = np.array(seg, dtype=np.int64).reshape(-1, 5)
             pieces[:, 1] -= so
             pieces[:, 3] -= ss
             if self._end_rows:
-                keys, lengths, rets, flags, metas = zip(*self._end_rows)
+                keys, lengths, rets, flags, metas, t0, t1 = zip(*self._end_rows)
                 meta_col = np.empty(len(metas), dtype=object)
                 meta_col[:] = metas
                 end_cols = (np.array(keys, np.int64), np.array(lengths, np.int64), np.array(rets, np.float64),
                             np.array(flags, np.uint8), meta_col)
+                end_times = np.array((t0, t1), dtype=np.float64).T
                 self._end_rows = []
         else:  # an overriding on_block reads Piece objects
             pieces = [Piece(seg[k], seg[k + 1] - so, seg[k + 2], seg[k + 3] - ss, seg[k + 4])
                       for k in range(0, len(seg), 5)]
-        block = Block(obs, step, no - so, ns - ss, pieces, self._ends, end_cols=end_cols)
+        block = Block(obs, step, no - so, ns - ss, pieces, self._ends, end_cols=end_cols, end_times=end_times)
         self._seg, self._ends = [], []
         self._sent_o, self._sent_s = no, ns
         if final:

@@ -37,7 +37,7 @@ import numpy as np
 
 from gym_aquacollect.storage.manifest import DatasetFormatError
 
-__all__ = ["compression_kwargs", "ShardWriter", "ShardReader", "STR_H5"]
+__all__ = ["compression_kwargs", "ShardWriter", "ShardReader", "STR_H5", "PLAIN_EPISODE_META"]
 
 STR_H5 = h5py.string_dtype("utf-8")
 _CHUNK_BYTES = 1 << 20
@@ -80,6 +80,10 @@ _PLAIN_META = {
     for t in (False, True) for u in (False, True)
 }
 
+
+#: The metadata JSON of an episode with no seed, no options and nothing added, by its flags (bit 0
+#: terminated, bit 1 truncated): what the recorders store for most episodes without building a dict.
+PLAIN_EPISODE_META = {f: _PLAIN_META[(bool(f & 1), bool(f & 2))] for f in range(4)}
 
 _TIME_KEYS = ("t_start", "t_end")
 
