@@ -137,8 +137,8 @@ def main() -> None:
     reps = 1 if args.quick else args.repeats
     cartpole(200_000 // q, reps)
     frames(20_000 // q, reps)
-    vector(16, 4000 // q, reps)
-    vector(256, 4000 // q, reps)
+    vector(16, 10_000 // q, reps)
+    vector(256, 10_000 // q, reps)
     reading(200_000 // q, 2000 // q, max(1, reps - 2))
     head = ("figure", "ours", "baseline", "ratio", "target")
     widths = [max(len(r[i]) for r in [head, *ROWS]) for i in range(5)]

@@ -106,7 +106,17 @@ def _rows(col: Any, leaf: Any, a: int, b: int) -> np.ndarray:
     (Discrete actions)."""
     if type(col) is not list:
         return col[a:b]
-    return np.array(col[a:b], dtype=leaf.dtype)
+    return _small_ints(col[a:b], leaf.dtype)
+
+
+def _small_ints(values: list, dtype: Any) -> np.ndarray:
+    """``np.array(values, dtype)`` for a list of ints or bools; through ``bytearray`` (2-3x faster) when every
+    value lies in 0..255, which is the common case (flags, most Discrete actions)."""
+    try:
+        raw = np.frombuffer(bytearray(values), np.uint8)
+    except (ValueError, TypeError):  # a value outside 0..255, or a NumPy bool
+        return np.array(values, dtype=dtype)
+    return raw.view(bool) if dtype == np.bool_ else raw.astype(dtype)
 
 
 class RowRecorder:
@@ -432,8 +442,8 @@ class RowRecorder:
         obs.update(self._infos.columns(so, no))
         step = {name: _rows(col, leaf, ss, ns) for name, col, leaf in zip(self._act_names, self._act, self._act_codec.leaves)}
         step["rewards"] = np.array(self._rew[ss:ns], dtype=np.float64)
-        step["terminations"] = np.array(self._term[ss:ns], dtype=bool)
-        step["truncations"] = np.array(self._trunc[ss:ns], dtype=bool)
+        step["terminations"] = _small_ints(self._term[ss:ns], np.bool_)
+        step["truncations"] = _small_ints(self._trunc[ss:ns], np.bool_)
         step.update(self._extras.columns(ss, ns))
         seg, end_cols, end_times = self._seg, None, None
         if self._plain:  # the writer takes segments and ends as columns
