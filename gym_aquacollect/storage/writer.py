@@ -268,7 +268,8 @@ class DatasetWriter:
         over (CPython's GIL convoy). Measured with CartPole: a writer-thread operation of 1 ms (a NumPy
         copy, an h5py write, ``os.pwrite``) took 1-5 s, and the env loop ran ~10-20% slower meanwhile,
         paying a futex wake for each release. ``time.sleep(0)`` every 256 steps lets the waiting thread in
-        (the same operation: ~5 ms); it costs nothing while the writer is idle."""
+        (the same operation: ~5 ms); it costs nothing while the writer is idle. The vector wrappers call it
+        every step (measured: x16 CartPole 1.16x raw instead of 1.25x with every 8th step)."""
         if self.submitted != self.done or self._finishing:
             time.sleep(0)
 

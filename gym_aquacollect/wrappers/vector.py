@@ -273,7 +273,7 @@ class CollectingVectorWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         if teacher_action is not None:
             self._last_obs = obs
         c.k = k = k + 1
-        if not k & 7 and rec.writer.busy:
+        if rec.writer.busy:
             rec.writer.let_run()  # see DatasetWriter.let_run (the GIL convoy)
         if k == rec.K or c.info_bytes > rec.chunk_info_bytes or \
                 (not k & 63 and time.monotonic() - rec.last_handoff > rec.handoff_seconds):
