@@ -183,6 +183,8 @@ class CollectingIsaacLabWrapper(TorchRecordingLifecycle, gym.Wrapper, gym.utils.
                 buf[k].copy_(_leaf_get(fo, p), non_blocking=True)
             c.final_ok[k] = True
         c.k = k + 1
+        if self._rec.writer.busy:
+            self._rec.writer.let_run()  # see DatasetWriter.let_run (the GIL convoy)
         if c.k == self._rec.K:
             ch.hand_over()
         return out

@@ -234,6 +234,8 @@ class CollectingMultiAgentWrapper(gym.utils.RecordConstructorArgs):
                                      "teacher action")
             self._last_obs = obs
         c.k = k + 1
+        if rec.writer.busy:
+            rec.writer.let_run()  # see DatasetWriter.let_run (the GIL convoy)
         if c.k == rec.K or done:
             rec.submit()
         return out
