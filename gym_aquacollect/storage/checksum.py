@@ -62,7 +62,7 @@ def crc32_combine(crc_a: int, crc_b: int, len_b: int) -> int:
     return _mulmod(crc_a, _x_pow_8n(len_b)) ^ crc_b
 
 
-def file_crc32(path: Path | str, start: int = 0, stop: int | None = None, chunk: int = 4 << 20) -> int:
+def file_crc32(path: Path | str, start: int = 0, stop: int | None = None, chunk: int = 256 << 10) -> int:
     """CRC32 of the bytes ``start:stop`` of a file (to the end when ``stop`` is None), read into one reused
     buffer (no allocation per read)."""
     crc = 0
