@@ -28,7 +28,7 @@ def _loop(env, steps, actions):
     return (time.perf_counter() - t0) / steps
 
 
-COMPRESSION: object = "lzf"
+COMPRESSION: object = "auto"
 
 
 def bench_cartpole(kind: str, n: int, steps: int, repeats: int) -> tuple[float, float]:
@@ -76,7 +76,7 @@ def bench_isaac(steps: int, repeats: int) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--compression", default="lzf", help="none, lzf (the default) or gzip")
+    p.add_argument("--compression", default="auto", help="auto (the default, as the wrappers), none, lzf or gzip")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--isaac-steps", type=int, default=400)
     p.add_argument("--torch-threads", type=int, default=1,
