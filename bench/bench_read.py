@@ -158,15 +158,9 @@ def h5_sequential_read(ds) -> int:
 
 
 # -- sections ----------------------------------------------------------------------------------------
-def cartpole_section(path: Path, batch: int, calls: int, repeats: int, minari_episodes: int) -> None:
-    ds = load_dataset(path)
+def sample_rates(ds, arrays: dict, batch: int, calls: int, repeats: int) -> dict[str, float]:
+    """Transitions/s of ``ds.sample(batch)`` ("ours") and of a NumPy gather of ``arrays`` ("numpy")."""
     n = ds.total_steps
-    t0 = time.perf_counter()
-    ds.transition_store().load()
-    build = time.perf_counter() - t0
-    arrays = ds.transitions()
-    row("decode whole dataset into the cache (first use)", n / build, None, "transitions/s")
-
     rng = np.random.default_rng(0)
     cols = list(arrays.items())
 
@@ -181,7 +175,19 @@ def cartpole_section(path: Path, batch: int, calls: int, repeats: int, minari_ep
             ds.sample(batch)
         return calls * batch
 
-    r = interleaved({"ours": ours_sample, "numpy": numpy_gather}, repeats)
+    return interleaved({"ours": ours_sample, "numpy": numpy_gather}, repeats)
+
+
+def cartpole_section(path: Path, batch: int, calls: int, repeats: int, minari_episodes: int) -> None:
+    ds = load_dataset(path)
+    n = ds.total_steps
+    t0 = time.perf_counter()
+    ds.transition_store().load()
+    build = time.perf_counter() - t0
+    arrays = ds.transitions()
+    row("decode whole dataset into the cache (first use)", n / build, None, "transitions/s")
+
+    r = sample_rates(ds, arrays, batch, calls, repeats)
     row(f"ds.sample({batch}) vs numpy gather of the 6 columns in RAM", r["ours"], r["numpy"], "transitions/s", 0.5)
 
     loader = ds.dataloader(batch, shuffle=True)

@@ -98,22 +98,8 @@ def reading(steps: int, calls: int, repeats: int, batch: int = 256) -> None:
     ds = load_dataset(root / "cp")
     arrays = ds.transitions()
     n = ds.total_steps
-    rng = np.random.default_rng(0)
-    cols = list(arrays.items())
     ds.sample(1)
-
-    def numpy_gather() -> int:
-        for _ in range(calls):
-            idx = rng.integers(0, n, batch)
-            {k: a[idx] for k, a in cols}
-        return calls * batch
-
-    def ours_sample() -> int:
-        for _ in range(calls):
-            ds.sample(batch)
-        return calls * batch
-
-    r = bench_read.interleaved({"ours": ours_sample, "numpy": numpy_gather}, repeats)
+    r = bench_read.sample_rates(ds, arrays, batch, calls, repeats)
     add(f"ds.sample({batch}) vs NumPy gather of the 6 columns in RAM ({n:,} transitions)",
         f"{r['ours'] / 1e6:.2f}M/s", f"{r['numpy'] / 1e6:.2f}M/s", r["ours"] / r["numpy"], ">= 0.5x",
         r["ours"] / r["numpy"] >= 0.5)

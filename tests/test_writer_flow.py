@@ -1,6 +1,5 @@
 """The writer thread and the recording loop share the GIL: the loop lets a busy writer run
-(DatasetWriter.let_run), and the first shard's columns are created before recording starts
-(DatasetWriter.prepare) without leaving an empty shard behind."""
+(DatasetWriter.let_run)."""
 
 from __future__ import annotations
 
@@ -10,9 +9,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from gym_aquacollect import CollectingVectorWrapper, CollectingWrapper, RLCollector, load_dataset
+from gym_aquacollect import CollectingVectorWrapper, CollectingWrapper, load_dataset
 from gym_aquacollect.storage import writer as writer_mod
-from gym_aquacollect.storage.manifest import MANIFEST_DIR, Manifest
 
 
 def test_let_run_yields_only_while_the_writer_has_work(tmp_path: Path, monkeypatch) -> None:
@@ -68,30 +66,3 @@ def test_vector_loop_lets_a_busy_writer_run(tmp_path: Path, monkeypatch) -> None
     gate.set()
     env.close()
     assert len(calls) >= 4
-
-
-def test_a_prepared_shard_without_rows_is_not_committed(tmp_path: Path) -> None:
-    path = tmp_path / "ds"
-    env = CollectingWrapper(gym.make("CartPole-v1"), path)
-    assert list((path / "shards").glob("*.h5")), "prepare() should have created the first shard"
-    env.close()  # closed before any reset or step: nothing to store
-    assert not list((path / "shards").glob("*.h5"))
-    (manifest,) = (path / MANIFEST_DIR).glob("*.json")
-    assert Manifest.load(manifest).shards == []
-    assert len(load_dataset(path)) == 0
-
-
-def test_prepared_columns_take_the_data_that_follows(tmp_path: Path) -> None:
-    path = tmp_path / "ds"
-    col = RLCollector(compression="gzip")
-    env = CollectingWrapper(gym.make("CartPole-v1"), path, collector=col)
-    env.reset(seed=1)
-    obs = []
-    for _ in range(50):
-        o, _, term, trunc, _ = env.step(1)
-        obs.append(o)
-        if term or trunc:
-            break
-    env.close()
-    ep = load_dataset(path)[0]
-    np.testing.assert_array_equal(ep.observations[1:], np.stack(obs))

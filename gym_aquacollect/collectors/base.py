@@ -381,19 +381,8 @@ class BaseCollector(RowRecorder, ExportMixin):
         self._choose_layout()
         self._new_block()
         self._specialise()
-        self._prepare_writer()
         self.collecting = True
         _LIVE_COLLECTORS.add(self)
-
-    def _prepare_writer(self) -> None:
-        """Have the writer create the first shard's observation and step columns before recording starts
-        (see :meth:`~gym_aquacollect.storage.writer.DatasetWriter.prepare`)."""
-        if self.writer is None or not hasattr(self.writer, "prepare"):
-            return
-        obs = [(n, leaf.dtype, leaf.shape) for n, leaf in zip(self._obs_names, self._obs_codec.leaves)]
-        step = [(n, leaf.dtype, leaf.shape) for n, leaf in zip(self._act_names, self._act_codec.leaves)]
-        step += [("rewards", np.float64, ()), ("terminations", np.bool_, ()), ("truncations", np.bool_, ())]
-        self.writer.prepare({"obs": obs, "step": step}, self._rows)
 
     def open_writer(self) -> None:
         """Open the sink (called by :meth:`start_collection`): ``self.writer``, a

@@ -287,25 +287,6 @@ class DatasetWriter:
         """Commit everything submitted so far; returns once it is durable on disk."""
         self._sync("flush", timeout)
 
-    def prepare(self, columns: dict[str, list[tuple[str, Any, tuple[int, ...]]]], rows: int) -> None:
-        """Create the open shard and its known columns now (``{"obs"|"step": [(name, dtype, row shape)]}``,
-        sized for blocks of ``rows`` rows), in the writer thread, and return when that is done.
-
-        Why: h5py gives up the GIL many times while it creates a file's first datasets; done lazily, at the
-        first block, that happens while the env loop holds the GIL, and each hand-back waits out Python's
-        switch interval (measured: the first dataset took 0.5 s instead of 0.6 ms, and the loop ran ~20%
-        slower meanwhile). Done here, before the loop starts, it costs a millisecond. A shard that then
-        receives no rows is not committed."""
-        def make(w: DatasetWriter) -> None:
-            shard = w._open_shard()
-            for kind, cols in columns.items():
-                for name, dtype, shape in cols:
-                    if not (w.codecs and f"{kind}/{name}" in w.codecs):
-                        shard._dataset(kind, name, np.zeros((0, *shape), dtype), rows)
-
-        self.submit(make)
-        self._sync("prepare", None)
-
     def close(self, timeout: float | None = None) -> None:
         """Commit, mark the manifest closed and stop the thread (idempotent)."""
         if self.closed:
@@ -338,9 +319,6 @@ class DatasetWriter:
             else:
                 item = self._queue.get()
             item, nbytes, done = item
-            if done is not None and item == "prepare":  # everything submitted before it has run
-                done.set()
-                continue
             if done is not None:  # flush / close
                 try:
                     if not self.failed:
@@ -531,7 +509,7 @@ class DatasetWriter:
         ``wait`` (flush / close) returns only after every shard so far is in the manifest."""
         shard, self._shard = self._shard, None
         if shard is not None and not (shard.rows["obs"] or shard.rows["step"] or shard.n_segments or shard.n_ended):
-            shard.abort()  # prepared (see prepare) but never written to: not a shard of the dataset
+            shard.abort()  # opened but never written to: not a shard of the dataset
             try:
                 shard.path.unlink()
             except OSError:
