@@ -251,3 +251,38 @@ def test_every_steps_commits_while_recording_without_waiting_for_a_full_block(tm
     env.close()
     # a block holds at most 1000 rows and a commit needs 1000 new steps: at most ~2000 steps wait
     assert listed >= 1500, f"only {listed} of 3500 steps committed with every_steps=1000"
+
+
+def test_a_wrapper_subclass_overriding_step_keeps_it(tmp_path: Path) -> None:
+    calls = []
+
+    class Counting(CollectingWrapper):
+        def step(self, action):
+            calls.append(action)
+            return super().step(action)
+
+    env = Counting(gym.make("CartPole-v1"), tmp_path / "ds")
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(0)
+    env.close()
+    assert calls == [0] * 5
+    assert load_dataset(tmp_path / "ds").total_steps == 5
+
+
+def test_a_record_step_set_on_the_instance_is_kept(tmp_path: Path) -> None:
+    seen = []
+    col = RLCollector()
+    general = col.record_step
+
+    def mine(*args, **kwargs):
+        seen.append(args[0])
+        return general(*args, **kwargs)
+
+    col.record_step = mine
+    env = CollectingWrapper(gym.make("CartPole-v1"), tmp_path / "ds", collector=col)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(1)
+    env.close()
+    assert seen == [1, 1, 1]

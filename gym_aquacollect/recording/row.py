@@ -355,11 +355,13 @@ class RowRecorder:
         is not being recorded, extras, a failed writer) goes to the general :meth:`record_step`, which
         validates it in full and raises the same errors. Subclasses that override ``record_step`` keep it.
         """
-        self.__dict__.pop("record_step", None)
+        if self.__dict__.get("record_step") is getattr(self, "_installed_step", None):
+            self.__dict__.pop("record_step", None)  # ours, from an earlier start; a caller's own stays
         cls = type(self)
         self._plain = all(getattr(getattr(cls, hook, None), "engine_default", False)
                           for hook in ("on_block", "on_episode_end"))
-        fast = self._make_fast_step()
+        fast = self._make_fast_step() if "record_step" not in self.__dict__ else None
+        self._installed_step = fast
         if fast is not None:
             self.record_step = fast
 
@@ -376,7 +378,8 @@ class RowRecorder:
         """A wrapper's whole ``step(action)`` for this collector: ``env_step(action)`` recorded through the
         specialised path (see :meth:`_specialise`), or None when this collector has no such path (then the
         wrapper calls :meth:`record_step` itself). Call after :meth:`start_collection`."""
-        if "record_step" not in self.__dict__:
+        if self.__dict__.get("record_step") is not getattr(self, "_installed_step", None) or \
+                getattr(self, "_installed_step", None) is None:
             return None
         return self._make_fast_step(env_step)
 

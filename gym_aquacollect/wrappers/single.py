@@ -135,7 +135,7 @@ class CollectingWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.uti
         self._record = collector.record_step
         self._last_obs: Any = None
         self._plain = teacher is None and not self._autoreset
-        if self._plain:
+        if self._plain and type(self).step is CollectingWrapper.step:  # a subclass's own step() stays in charge
             fused = collector.fused_step(env.step)
             if fused is not None:  # one frame per step: the env's step and the recording in one function
                 self.step = fused
