@@ -347,14 +347,8 @@ class RowRecorder:
                 setattr(self, name, partial(_checked_put, getattr(self, name), space, label))
 
     def _specialise(self) -> None:
-        """Install a per-step path built for these spaces as the instance's ``record_step``.
-
-        For the common shapes (one Box / MultiBinary / MultiDiscrete observation, one Discrete or array
-        action, no bounds check) a step that already has the right types is a few identity and shape
-        comparisons and five stores; anything else (another type or dtype, the block is full, the episode
-        is not being recorded, extras, a failed writer) goes to the general :meth:`record_step`, which
-        validates it in full and raises the same errors. Subclasses that override ``record_step`` keep it.
-        """
+        """Install the per-step path generated for these spaces (:mod:`~gym_aquacollect.recording.fast_step`)
+        as the instance's ``record_step``; a subclass's or caller's own ``record_step`` is kept."""
         if self.__dict__.get("record_step") is getattr(self, "_installed_step", None):
             self.__dict__.pop("record_step", None)  # ours, from an earlier start; a caller's own stays
         cls = type(self)
@@ -378,8 +372,8 @@ class RowRecorder:
         """A wrapper's whole ``step(action)`` for this collector: ``env_step(action)`` recorded through the
         specialised path (see :meth:`_specialise`), or None when this collector has no such path (then the
         wrapper calls :meth:`record_step` itself). Call after :meth:`start_collection`."""
-        if self.__dict__.get("record_step") is not getattr(self, "_installed_step", None) or \
-                getattr(self, "_installed_step", None) is None:
+        installed = getattr(self, "_installed_step", None)
+        if installed is None or self.__dict__.get("record_step") is not installed:
             return None
         return self._make_fast_step(env_step)
 
