@@ -33,14 +33,19 @@ def test_let_run_yields_only_while_the_writer_has_work(tmp_path: Path, monkeypat
     env.close()
 
 
+def _busy_and_counted(writer, monkeypatch) -> tuple[list[int], threading.Event]:
+    """Keep ``writer`` busy until the returned gate opens; count the loop's ``let_run`` calls."""
+    calls: list[int] = []
+    real = writer.let_run
+    monkeypatch.setattr(writer, "let_run", lambda: (calls.append(1), real())[1])
+    gate = threading.Event()
+    writer.submit(lambda _w: gate.wait(10))
+    return calls, gate
+
+
 def test_the_recording_loop_lets_a_busy_writer_run(tmp_path: Path, monkeypatch) -> None:
     env = CollectingWrapper(gym.make("CartPole-v1"), tmp_path / "ds")
-    w = env.collector.writer
-    calls = []
-    real = w.let_run
-    monkeypatch.setattr(w, "let_run", lambda: (calls.append(1), real())[1])
-    gate = threading.Event()
-    w.submit(lambda _w: gate.wait(10))
+    calls, gate = _busy_and_counted(env.collector.writer, monkeypatch)
     env.reset(seed=0)
     for _ in range(2048):
         _, _, term, trunc, _ = env.step(0)
@@ -54,12 +59,7 @@ def test_the_recording_loop_lets_a_busy_writer_run(tmp_path: Path, monkeypatch) 
 
 def test_vector_loop_lets_a_busy_writer_run(tmp_path: Path, monkeypatch) -> None:
     env = CollectingVectorWrapper(gym.make_vec("CartPole-v1", num_envs=4), tmp_path / "v")
-    w = env._rec.writer
-    calls = []
-    real = w.let_run
-    monkeypatch.setattr(w, "let_run", lambda: (calls.append(1), real())[1])
-    gate = threading.Event()
-    w.submit(lambda _w: gate.wait(10))
+    calls, gate = _busy_and_counted(env._rec.writer, monkeypatch)
     env.reset(seed=0)
     for _ in range(64):
         env.step(np.zeros(4, np.int64))
